@@ -1,0 +1,52 @@
+"""Command-line options and ini keys, parsed once into a frozen Settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pytest_inferbudget.engines import DEFAULT_ENGINE_SPEC, EngineSpec
+from pytest_inferbudget.errors import EngineSpecError
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("inferbudget", "inference efficiency budgets")
+    group.addoption(
+        "--inferbudget-engine",
+        metavar="SPEC",
+        default=None,
+        help=f"engine for the session's fixtures, NAME:TARGET (default: ini inferbudget_engine, "
+        f"else {DEFAULT_ENGINE_SPEC})",
+    )
+    group.addoption(
+        "--inferbudget-json",
+        metavar="PATH",
+        default=None,
+        help="write the run's report (budgets, verdicts, per-request samples) to PATH as JSON",
+    )
+    parser.addini(
+        "inferbudget_engine",
+        help=f"default engine spec NAME:TARGET (default {DEFAULT_ENGINE_SPEC})",
+        default=DEFAULT_ENGINE_SPEC,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    engine: str
+    json_path: Path | None
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> Settings:
+        engine = config.getoption("inferbudget_engine") or config.getini("inferbudget_engine")
+        try:
+            EngineSpec.parse(str(engine))
+        except EngineSpecError as exc:
+            raise pytest.UsageError(str(exc)) from exc
+        json_path = config.getoption("inferbudget_json")
+        return cls(
+            engine=str(engine),
+            json_path=Path(config.invocation_params.dir, json_path) if json_path else None,
+        )

@@ -1,0 +1,235 @@
+"""Hugging Face transformers engine: batched generation on CPU or CUDA, timed per row.
+
+Per-request timing without threads: ``generate`` calls a streamer's ``put`` once with
+the prompt and then once per decoding step with the new token of every row, after
+the step's tensors are on the CPU (which synchronises CUDA). We timestamp each call;
+a row's first token is step 1 and its end is the step at which it emits EOS.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pytest_inferbudget.engines import EngineSpec, Progress
+from pytest_inferbudget.errors import EngineError, EngineSpecError, EngineUnavailableError
+from pytest_inferbudget.models import resolve_model
+from pytest_inferbudget.records import Generation, Request, Response, tpot_ms
+
+OPTIONS = ("device", "dtype", "batch_size")
+
+
+def _import_torch_transformers() -> tuple[Any, Any]:
+    try:
+        import torch
+        import transformers
+    except ImportError as exc:
+        raise EngineUnavailableError(
+            f"the transformers engine needs torch and transformers ({exc}); install them with "
+            f"pip install 'pytest-inferbudget[transformers]' (on a machine without a GPU, "
+            f"install a CPU build of torch first)"
+        ) from exc
+    return torch, transformers
+
+
+class _StepClock:
+    """A streamer that only timestamps: ``times_ns[0]`` is the prompt, ``[k]`` step k."""
+
+    def __init__(self) -> None:
+        self.times_ns: list[int] = []
+
+    def put(self, value: Any) -> None:
+        self.times_ns.append(time.perf_counter_ns())
+
+    def end(self) -> None:
+        pass
+
+
+class TransformersEngine:
+    """Runs a causal LM from a local folder; rows of one batch are padded on the left."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        spec: str,
+        device: str = "auto",
+        dtype: str = "auto",
+        batch_size: int = 16,
+    ) -> None:
+        torch, transformers = _import_torch_transformers()
+        self._torch = torch
+        self._spec = spec
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if dtype == "auto":
+            dtype = "float32" if device == "cpu" else "bfloat16"
+        torch_dtype = getattr(torch, dtype, None)
+        if not isinstance(torch_dtype, torch.dtype):
+            raise EngineSpecError(f"{spec}: dtype={dtype!r} is not a torch dtype")
+        self.device = device
+        self.dtype = dtype
+        self.batch_size = batch_size
+        self.model_path = model_path
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(model_path, padding_side="left")
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = transformers.AutoModelForCausalLM.from_pretrained(
+            model_path, dtype=torch_dtype
+        ).to(device)
+        self.model.eval()
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        self.eos_token_ids = frozenset([eos] if isinstance(eos, int) else eos)
+        # The first call pays for lazy allocations; keep that out of the first test's budget.
+        self.generate([Request("Hi", max_new_tokens=2)])
+
+    @classmethod
+    def from_spec(cls, spec: EngineSpec, progress: Progress) -> TransformersEngine:
+        unknown = set(spec.options) - set(OPTIONS)
+        if unknown:
+            raise EngineSpecError(
+                f"engine spec '{spec}': unknown option(s) {', '.join(sorted(unknown))}; "
+                f"the transformers engine takes {', '.join(OPTIONS)}"
+            )
+        batch_size = spec.options.get("batch_size", "16")
+        if not batch_size.isdigit() or int(batch_size) < 1:
+            raise EngineSpecError(f"engine spec '{spec}': batch_size must be an integer >= 1")
+        _import_torch_transformers()  # fail on a missing extra before any download
+        return cls(
+            resolve_model(spec.target, progress),
+            spec=str(spec),
+            device=spec.options.get("device", "auto"),
+            dtype=spec.options.get("dtype", "auto"),
+            batch_size=int(batch_size),
+        )
+
+    @property
+    def spec(self) -> str:
+        return self._spec
+
+    def describe(self) -> dict[str, Any]:
+        torch = self._torch
+        info: dict[str, Any] = {
+            "engine": "transformers",
+            "model": str(self.model_path),
+            "device": self.device,
+            "dtype": self.dtype,
+            "batch_size": self.batch_size,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+        }
+        if self.device.startswith("cuda"):
+            info["gpu"] = torch.cuda.get_device_name(torch.device(self.device))
+        return info
+
+    def close(self) -> None:
+        del self.model
+        if self.device.startswith("cuda"):
+            self._torch.cuda.empty_cache()
+
+    def generate(self, requests: Sequence[Request]) -> list[Response]:
+        """All requests arrive now: each one's clock starts here, queueing included."""
+        start_ns = time.perf_counter_ns()
+        groups: dict[tuple[int, float, float, int | None], list[tuple[int, int]]] = {}
+        for index, r in enumerate(requests):  # one group per decoding setting, in arrival order
+            key = (r.max_new_tokens, r.temperature, r.top_p, r.seed)
+            groups.setdefault(key, []).extend((index, sample) for sample in range(r.n))
+        generations: dict[tuple[int, int], Generation] = {}
+        for group in groups.values():
+            for offset in range(0, len(group), self.batch_size):
+                chunk = group[offset : offset + self.batch_size]
+                chunk_requests = [requests[index] for index, _ in chunk]
+                for row, generation in zip(
+                    chunk, self._generate_rows(chunk_requests, start_ns), strict=True
+                ):
+                    generations[row] = generation
+        return [
+            Response(
+                request=r,
+                generations=tuple(generations[(index, s)] for s in range(r.n)),
+                engine=self._spec,
+            )
+            for index, r in enumerate(requests)
+        ]
+
+    def _prompt_text(self, request: Request) -> str:
+        if not request.chat:
+            return str(request.prompt)
+        if not self.tokenizer.chat_template:
+            raise EngineError(
+                f"{self._spec}: the model has no chat template; pass chat=False to send the "
+                f"prompt as raw text"
+            )
+        messages = (
+            [{"role": "user", "content": request.prompt}]
+            if isinstance(request.prompt, str)
+            else [dict(m) for m in request.prompt]
+        )
+        text: str = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False
+        )
+        return text
+
+    def _generate_rows(self, rows: list[Request], start_ns: int) -> list[Generation]:
+        """One batched ``generate`` call; every row shares its decoding settings."""
+        torch = self._torch
+        first = rows[0]
+        # The chat template already holds the special tokens; raw text gets the tokenizer's.
+        encoded = self.tokenizer(
+            [self._prompt_text(r) for r in rows],
+            return_tensors="pt",
+            padding=True,
+            add_special_tokens=not first.chat,
+        ).to(self.device)
+        settings: dict[str, Any] = {"max_new_tokens": first.max_new_tokens}
+        if first.greedy:
+            settings["do_sample"] = False
+        else:
+            # top_k=0 turns off transformers' default top-k of 50, as in vLLM and OpenAI.
+            settings.update(
+                do_sample=True, temperature=first.temperature, top_p=first.top_p, top_k=0
+            )
+            if first.seed is not None:
+                torch.manual_seed(first.seed)
+        clock = _StepClock()
+        try:
+            with torch.inference_mode():
+                output = self.model.generate(
+                    **encoded,
+                    **settings,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                    eos_token_id=sorted(self.eos_token_ids),
+                    streamer=clock,
+                )
+        except Exception as exc:  # an engine fault, reported apart from budget violations
+            raise EngineError(f"{self._spec}: generate failed: {exc}") from exc
+        prompt_width = encoded["input_ids"].shape[1]
+        prompt_tokens = encoded["attention_mask"].sum(dim=1).tolist()
+        step_ns = clock.times_ns[1:]  # [0] is the prompt
+        results = []
+        for row, new_ids in enumerate(output[:, prompt_width:].tolist()):
+            length, finish_reason = self._completion_length(new_ids, first.max_new_tokens)
+            e2e_ms = (step_ns[length - 1] - start_ns) / 1e6 if length else None
+            ttft_ms = (step_ns[0] - start_ns) / 1e6 if length else None
+            results.append(
+                Generation(
+                    text=self.tokenizer.decode(new_ids[:length], skip_special_tokens=True),
+                    prompt_tokens=int(prompt_tokens[row]),
+                    completion_tokens=length,
+                    finish_reason=finish_reason,
+                    e2e_ms=e2e_ms,
+                    ttft_ms=ttft_ms,
+                    tpot_ms=tpot_ms(e2e_ms, ttft_ms, length),
+                )
+            )
+        return results
+
+    def _completion_length(self, new_ids: list[int], max_new_tokens: int) -> tuple[int, str]:
+        """Tokens up to and including the first EOS (rows after it hold padding)."""
+        for position, token in enumerate(new_ids):
+            if token in self.eos_token_ids:
+                return position + 1, "stop"
+        return min(len(new_ids), max_new_tokens), "length"

@@ -1,0 +1,247 @@
+"""pytest hooks and fixtures; the work is done by the modules these delegate to.
+
+Heavy libraries are never imported here: engines load them when a test first asks
+for the ``inference_engine`` fixture.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Callable, Generator, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from pytest_inferbudget import budget
+from pytest_inferbudget.config import Settings, add_options
+from pytest_inferbudget.engines import Engine, EngineSpec, Progress
+from pytest_inferbudget.errors import BudgetSpecError, InferBudgetError
+from pytest_inferbudget.recorder import Recorder
+from pytest_inferbudget.records import RunRecord, TestRecord
+from pytest_inferbudget.report import terminal
+
+SETTINGS = pytest.StashKey[Settings]()
+RUN = pytest.StashKey[RunRecord]()
+LIMITS = pytest.StashKey[tuple[budget.BudgetLimit, ...]]()
+RECORDER = pytest.StashKey[Recorder]()
+RECORD = pytest.StashKey[TestRecord]()
+REPORT_KEY = "inferbudget"
+"""Attribute of a call-phase TestReport holding the test's record as builtin types."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from pytest_inferbudget import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "budget(**limits): efficiency limits checked against every generation the test "
+        f"records through `infer`; keys: {', '.join(budget.BUDGET_METRICS)}; "
+        "modifier stat=mean|p50|p90|p95|p99|max",
+    )
+    config.stash[SETTINGS] = Settings.from_config(config)
+    config.stash[RUN] = RunRecord(
+        run_id=uuid.uuid4().hex,
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        engine={"spec": config.stash[SETTINGS].engine},
+    )
+    config.pluginmanager.register(RunReporter(config), "inferbudget-run")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    reporter = config.pluginmanager.get_plugin("inferbudget-run")
+    if reporter is not None:
+        config.pluginmanager.unregister(reporter)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"inferbudget: engine {config.stash[SETTINGS].engine}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pycollect_makeitem(
+    collector: pytest.Module | pytest.Class, name: str, obj: object
+) -> Any:
+    """Check budget markers while collecting, so a typo fails before any model loads."""
+    result = yield
+    for item in result if isinstance(result, list) else [result]:
+        if isinstance(item, pytest.Function):
+            try:
+                _limits(item)
+            except BudgetSpecError as exc:
+                raise pytest.Collector.CollectError(str(exc)) from exc
+    return result
+
+
+def _limits(item: pytest.Item) -> tuple[budget.BudgetLimit, ...]:
+    if LIMITS not in item.stash:
+        markers = [(m.args, m.kwargs) for m in item.iter_markers("budget")]
+        item.stash[LIMITS] = budget.parse_markers(markers, where=item.nodeid)
+    return item.stash[LIMITS]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_inferbudget_make_engine(
+    spec: EngineSpec, config: pytest.Config, progress: Progress
+) -> Engine:
+    from pytest_inferbudget.engines import create_engine
+
+    return create_engine(spec, progress)
+
+
+@pytest.fixture(scope="session")
+def inference_engine(pytestconfig: pytest.Config) -> Iterator[Engine]:
+    """The session's engine, from --inferbudget-engine or the ini key; loaded once."""
+    spec = EngineSpec.parse(pytestconfig.stash[SETTINGS].engine)
+    try:
+        engine = pytestconfig.hook.pytest_inferbudget_make_engine(
+            spec=spec, config=pytestconfig, progress=_progress_writer(pytestconfig)
+        )
+    except InferBudgetError as exc:
+        pytest.fail(f"inferbudget: cannot start engine '{spec}': {exc}", pytrace=False)
+    if engine is None:
+        pytest.fail(f"inferbudget: no plugin could build engine '{spec}'", pytrace=False)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture
+def infer(request: pytest.FixtureRequest, inference_engine: Engine) -> Recorder:
+    """Generate through the session's engine; every generation counts toward the budgets."""
+    run = request.config.stash[RUN]
+    if run.engine.get("spec") != inference_engine.spec or len(run.engine) == 1:
+        # the engine actually used, which a conftest may have swapped for its own
+        run.engine = {"spec": inference_engine.spec, **inference_engine.describe()}
+    recorder = Recorder(inference_engine)
+    request.node.stash[RECORDER] = recorder
+    return recorder
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """Judge the budgets after the test body; the body's own failure always wins."""
+    limits = _limits(item)
+    try:
+        result = yield
+    except BaseException:
+        _record(item, limits)
+        raise
+    record = _record(item, limits)
+    if limits and record is not None:
+        if not record.responses:
+            pytest.fail(_nothing_recorded(item), pytrace=False)
+        if any(b.verdict != "pass" for b in record.budgets):
+            pytest.fail(terminal.violation_message(record.budgets), pytrace=False)
+    return result
+
+
+def _record(item: pytest.Item, limits: tuple[budget.BudgetLimit, ...]) -> TestRecord | None:
+    recorder = item.stash.get(RECORDER, None)
+    if recorder is None and not limits:
+        return None
+    responses = list(recorder.responses) if recorder else []
+    record = TestRecord(item.nodeid, responses, budget.evaluate(limits, responses))
+    item.stash[RECORD] = record
+    return record
+
+
+def _nothing_recorded(item: pytest.Item) -> str:
+    if "infer" not in getattr(item, "fixturenames", ()):
+        return (
+            f"inferbudget: {item.nodeid} has a budget marker but does not use the `infer` "
+            "fixture, so nothing it generated was recorded; generate through infer(...)"
+        )
+    return (
+        f"inferbudget: {item.nodeid} has a budget marker but recorded no generation; "
+        "a budget needs at least one infer(...) call to judge"
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    record = item.stash.get(RECORD, None)
+    if call.when == "call" and record is not None:
+        xfailed = report.skipped and hasattr(report, "wasxfail")
+        record.outcome = "xfailed" if xfailed else report.outcome
+        setattr(report, REPORT_KEY, record.to_dict())  # survives xdist's serialisation
+    return report
+
+
+class RunReporter:
+    """Collects every test's record from the reports (local or from xdist workers) and
+    writes the run's outputs; registered per session so nested pytester runs stay apart."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.settings = config.stash[SETTINGS]
+        self.run = config.stash[RUN]
+        self.report_written = False
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        data = getattr(report, REPORT_KEY, None)
+        if report.when == "call" and data is not None:
+            self.run.tests.append(TestRecord.from_dict(data))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        engine = node.workeroutput.get(REPORT_KEY + "_engine")
+        if engine:
+            self.run.engine = engine
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if hasattr(self.config, "workerinput"):  # xdist worker: the controller writes reports
+            self.config.workeroutput[REPORT_KEY + "_engine"] = self.run.engine  # type: ignore[attr-defined]
+            return
+        if self.settings.json_path is None:
+            return
+        from pytest_inferbudget.report.json_report import write_report
+
+        try:
+            write_report(self.run, self.settings.json_path)
+            self.report_written = True
+        except InferBudgetError as exc:
+            _terminal_line(self.config, f"inferbudget: ERROR {exc}", red=True)
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        lines = terminal.summary_lines(self.run)
+        if self.report_written:
+            lines.append(f"report written to {self.settings.json_path}")
+        if lines:
+            terminalreporter.write_sep("=", "inferbudget")
+            for line in lines:
+                terminalreporter.write_line(line)
+
+
+def _progress_writer(config: pytest.Config) -> Callable[[str], None]:
+    """Print progress past pytest's output capture: a first model download takes a while."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+
+    def write(line: str) -> None:
+        if capture is not None:
+            with capture.global_and_fixture_disabled():
+                _terminal_line(config, f"inferbudget: {line}")
+        else:
+            _terminal_line(config, f"inferbudget: {line}")
+
+    return write
+
+
+def _terminal_line(config: pytest.Config, line: str, *, red: bool = False) -> None:
+    reporter = config.pluginmanager.getplugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(line, red=red)
+    else:
+        print(line, file=sys.stderr, flush=True)

@@ -1,0 +1,325 @@
+"""What was asked of an engine and what it did, as plain data.
+
+Everything here converts to and from builtin types only (``to_dict`` / ``from_dict``),
+so records cross xdist's wire, land in JSON reports and come back unchanged.
+``None`` always means "not measured", never zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+Prompt = str | tuple[dict[str, str], ...]
+"""A chat prompt: one user message as a string, or a sequence of ``{"role", "content"}``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One prompt with its decoding settings; ``n`` asks for that many samples."""
+
+    prompt: Prompt
+    max_new_tokens: int = 64
+    temperature: float = 0.0
+    top_p: float = 1.0
+    n: int = 1
+    seed: int | None = None
+    chat: bool = True
+    """Apply the model's chat template; ``False`` sends the prompt as raw text."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.prompt, list):
+            object.__setattr__(self, "prompt", tuple(dict(m) for m in self.prompt))
+        problems = []
+        if not isinstance(self.prompt, str | tuple):
+            problems.append(f"prompt must be a string or a list of messages, got {self.prompt!r}")
+        elif isinstance(self.prompt, tuple):
+            for message in self.prompt:
+                if set(message) != {"role", "content"}:
+                    problems.append(
+                        f"each message needs exactly the keys 'role' and 'content', got {message!r}"
+                    )
+            if not self.chat and self.prompt:
+                problems.append("a list of messages needs chat=True")
+        if (
+            isinstance(self.max_new_tokens, bool)
+            or not isinstance(self.max_new_tokens, int)
+            or (self.max_new_tokens < 1)
+        ):
+            problems.append(f"max_new_tokens must be an integer >= 1, got {self.max_new_tokens!r}")
+        if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
+            problems.append(f"n must be an integer >= 1, got {self.n!r}")
+        if float(self.temperature) < 0.0:
+            problems.append(f"temperature must be >= 0, got {self.temperature!r}")
+        if not 0.0 < float(self.top_p) <= 1.0:
+            problems.append(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if self.n > 1 and self.temperature == 0.0:
+            problems.append(
+                f"n={self.n} samples with temperature=0 would be {self.n} copies of the greedy "
+                "answer; pass temperature > 0 to sample"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "prompt": (
+                self.prompt if isinstance(self.prompt, str) else [dict(m) for m in self.prompt]
+            ),
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "n": self.n,
+            "seed": self.seed,
+            "chat": self.chat,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Request:
+        prompt = data["prompt"]
+        return cls(
+            prompt=prompt if isinstance(prompt, str) else tuple(dict(m) for m in prompt),
+            max_new_tokens=data["max_new_tokens"],
+            temperature=data["temperature"],
+            top_p=data["top_p"],
+            n=data["n"],
+            seed=data["seed"],
+            chat=data["chat"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """One completion (one sample) of a request, with what it cost.
+
+    Timings follow ``vllm bench serve``: the clock starts before the request is
+    tokenized; ``ttft_ms`` is the first output token, ``e2e_ms`` the last, and
+    ``tpot_ms = (e2e_ms - ttft_ms) / (completion_tokens - 1)``, defined only for
+    completions of more than one token.
+    """
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+    """``"stop"`` (the model ended it) or ``"length"`` (``max_new_tokens`` was reached)."""
+    e2e_ms: float | None = None
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "finish_reason": self.finish_reason,
+            "e2e_ms": self.e2e_ms,
+            "ttft_ms": self.ttft_ms,
+            "tpot_ms": self.tpot_ms,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Generation:
+        return cls(**{key: data[key] for key in cls.__slots__})
+
+
+def tpot_ms(e2e_ms: float | None, ttft_ms: float | None, completion_tokens: int) -> float | None:
+    """Time per output token after the first, as vLLM defines it; None for one token."""
+    if e2e_ms is None or ttft_ms is None or completion_tokens < 2:
+        return None
+    return (e2e_ms - ttft_ms) / (completion_tokens - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A request and its ``n`` generations: the unit every per-request budget samples.
+
+    A request with ``n`` samples costs all of them: its completion tokens are the sum,
+    its latency is the slowest sample's, its first token the earliest sample's.
+    """
+
+    request: Request
+    generations: tuple[Generation, ...]
+    engine: str = ""
+
+    @property
+    def text(self) -> str:
+        return self.generations[0].text
+
+    @property
+    def texts(self) -> list[str]:
+        return [g.text for g in self.generations]
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.generations[0].prompt_tokens
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(g.completion_tokens for g in self.generations)
+
+    @property
+    def max_completion_tokens(self) -> int:
+        return max(g.completion_tokens for g in self.generations)
+
+    @property
+    def finish_reason(self) -> str:
+        return self.generations[0].finish_reason
+
+    @property
+    def e2e_ms(self) -> float | None:
+        return _max_or_none(g.e2e_ms for g in self.generations)
+
+    @property
+    def ttft_ms(self) -> float | None:
+        values = [g.ttft_ms for g in self.generations if g.ttft_ms is not None]
+        return min(values) if values else None
+
+    @property
+    def tpot_ms(self) -> float | None:
+        values = [g.tpot_ms for g in self.generations if g.tpot_ms is not None]
+        return sum(values) / len(values) if values else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "engine": self.engine,
+            "request": self.request.to_dict(),
+            "generations": [g.to_dict() for g in self.generations],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Response:
+        return cls(
+            request=Request.from_dict(data["request"]),
+            generations=tuple(Generation.from_dict(g) for g in data["generations"]),
+            engine=data["engine"],
+        )
+
+
+def _max_or_none(values: Any) -> float | None:
+    measured = [v for v in values if v is not None]
+    return max(measured) if measured else None
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetResult:
+    """One budget checked against a test's records."""
+
+    key: str
+    limit: float
+    stat: str
+    unit: str
+    measured: float | None
+    samples: int
+    verdict: str
+    """``"pass"``, ``"fail"`` or ``"unmeasured"`` (nothing recorded could measure it)."""
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "limit": self.limit,
+            "stat": self.stat,
+            "unit": self.unit,
+            "measured": self.measured,
+            "samples": self.samples,
+            "verdict": self.verdict,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BudgetResult:
+        return cls(**{key: data[key] for key in cls.__slots__})
+
+
+@dataclass(slots=True)
+class TestRecord:
+    """Everything one test recorded, and its budgets' verdicts."""
+
+    __test__ = False  # not a pytest test class
+
+    nodeid: str
+    responses: list[Response] = field(default_factory=list)
+    budgets: list[BudgetResult] = field(default_factory=list)
+    outcome: str = ""
+    """The pytest outcome of the test's call phase: passed, failed or skipped."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "nodeid": self.nodeid,
+            "outcome": self.outcome,
+            "budgets": [b.to_dict() for b in self.budgets],
+            "responses": [r.to_dict() for r in self.responses],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TestRecord:
+        return cls(
+            nodeid=data["nodeid"],
+            outcome=data["outcome"],
+            budgets=[BudgetResult.from_dict(b) for b in data["budgets"]],
+            responses=[Response.from_dict(r) for r in data["responses"]],
+        )
+
+
+SCHEMA_VERSION = 1
+"""Version of the JSON report layout; bumped on any incompatible change."""
+
+
+@dataclass(slots=True)
+class RunRecord:
+    """One pytest session: where it ran and every test's record."""
+
+    run_id: str
+    started_at: str
+    """ISO 8601, UTC."""
+    finished_at: str = ""
+    engine: dict[str, Any] = field(default_factory=dict)
+    hardware: dict[str, Any] = field(default_factory=dict)
+    libraries: dict[str, str] = field(default_factory=dict)
+    tests: list[TestRecord] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        verdicts = [b.verdict for t in self.tests for b in t.budgets]
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "run_id": self.run_id,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "engine": self.engine,
+            "hardware": self.hardware,
+            "libraries": self.libraries,
+            "summary": {
+                "tests": len(self.tests),
+                "budgets": len(verdicts),
+                **{v: verdicts.count(v) for v in ("pass", "fail", "unmeasured")},
+            },
+            "tests": [t.to_dict() for t in self.tests],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ValueError(
+                f"report schema_version {version!r} is not {SCHEMA_VERSION}, the version this "
+                f"pytest-inferbudget reads"
+                + (
+                    "; upgrade pytest-inferbudget"
+                    if isinstance(version, int) and version > SCHEMA_VERSION
+                    else ""
+                )
+            )
+        return cls(
+            run_id=data["run_id"],
+            started_at=data["started_at"],
+            finished_at=data["finished_at"],
+            engine=data["engine"],
+            hardware=data["hardware"],
+            libraries=data["libraries"],
+            tests=[TestRecord.from_dict(t) for t in data["tests"]],
+        )

@@ -1,0 +1,1 @@
+"""Ways a run's records are shown and kept: terminal tables and the JSON report."""

@@ -1,0 +1,78 @@
+"""Plain-text tables of budgets against what was measured."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pytest_inferbudget.records import BudgetResult, RunRecord
+
+HEADER = ("budget", "limit", "measured", "stat", "samples", "verdict")
+
+
+def format_value(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "tokens" and float(value).is_integer():
+        return f"{int(value)} tokens"
+    if unit == "tokens":
+        return f"{value:.1f} tokens"
+    return f"{value:.1f} {unit}" if abs(value) < 1e5 else f"{value:.4g} {unit}"
+
+
+def format_limit(limit: float, unit: str) -> str:
+    return f"{limit:g} {unit}"
+
+
+def budget_rows(results: Sequence[BudgetResult]) -> list[tuple[str, ...]]:
+    return [
+        (
+            r.key,
+            format_limit(r.limit, r.unit),
+            format_value(r.measured, r.unit),
+            r.stat,
+            str(r.samples),
+            r.verdict.upper() if r.verdict != "pass" else r.verdict,
+        )
+        for r in results
+    ]
+
+
+def render_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=True)]
+    return [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in (header, *rows)
+    ]
+
+
+def violation_message(results: Sequence[BudgetResult]) -> str:
+    """The failure text of a test whose budgets did not all pass."""
+    failed = [r for r in results if r.verdict != "pass"]
+    lines = [f"inferbudget: {len(failed)} of {len(results)} budget(s) not met"]
+    lines += render_table(HEADER, budget_rows(results))
+    lines += [f"{r.key}: {r.reason}" for r in failed if r.reason]
+    return "\n".join(lines)
+
+
+def summary_lines(run: RunRecord) -> list[str]:
+    """The terminal summary section: every budgeted test, its measured values and limits."""
+    budgeted = [t for t in run.tests if t.budgets]
+    if not budgeted:
+        return []
+    header = ("test", *HEADER)
+    rows = []
+    for test in budgeted:
+        for position, row in enumerate(budget_rows(test.budgets)):
+            rows.append((test.nodeid if position == 0 else "", *row))
+    engine = run.engine.get("spec", "")
+    described = ", ".join(str(run.engine[k]) for k in ("device", "dtype") if k in run.engine)
+    lines = [f"engine: {engine}" + (f" ({described})" if described else "")] if engine else []
+    lines += render_table(header, rows)
+    verdicts = [b.verdict for t in budgeted for b in t.budgets]
+    counts = ", ".join(
+        f"{verdicts.count(v)} {label}"
+        for v, label in (("pass", "passed"), ("fail", "failed"), ("unmeasured", "unmeasured"))
+        if verdicts.count(v)
+    )
+    lines.append(f"{len(verdicts)} budget(s) in {len(budgeted)} test(s): {counts}")
+    return lines

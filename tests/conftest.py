@@ -1,0 +1,49 @@
+"""Shared fixtures: one real engine for the whole test session, reused by inner runs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from pytest_inferbudget.engines import DEFAULT_ENGINE_SPEC, Engine, EngineSpec, create_engine
+
+pytest_plugins = ["pytester"]
+
+
+class ReuseEngine:
+    """Serves an already loaded engine to pytester's inner sessions through the
+    make-engine hook, so each inner run does not load the model again."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def pytest_inferbudget_make_engine(self, spec: EngineSpec) -> Engine | None:
+        if str(spec) != DEFAULT_ENGINE_SPEC:
+            return None
+        return _Unclosable(self.engine)
+
+
+class _Unclosable:
+    """The inner session closes its engine at its end; the outer session still needs it."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.spec = engine.spec
+        self.generate = engine.generate
+        self.describe = engine.describe
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def smollm_engine() -> Iterator[Engine]:
+    engine = create_engine(EngineSpec.parse(DEFAULT_ENGINE_SPEC))
+    yield engine
+    engine.close()
+
+
+@pytest.fixture
+def reuse_engine(smollm_engine: Engine) -> ReuseEngine:
+    return ReuseEngine(smollm_engine)
