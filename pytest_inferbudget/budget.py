@@ -8,15 +8,16 @@ statistic given two different limits is a conflict.
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_inferbudget.errors import BudgetSpecError
 from pytest_inferbudget.metrics import STATISTICS, summarize
-from pytest_inferbudget.records import BudgetResult, Response
+
+if TYPE_CHECKING:
+    from pytest_inferbudget.records import BudgetResult, Response
 
 DEFAULT_STAT = "mean"
 
@@ -133,6 +134,8 @@ def _unknown_key_message(key: str, where: str) -> str:
             f"pytest-inferbudget yet; supported keys: {', '.join(BUDGET_METRICS)}"
         )
     known = [*BUDGET_METRICS, *MODIFIERS]
+    import difflib  # only on this error path: start-up stays light
+
     close = difflib.get_close_matches(key, known, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
     return f"{where}: unknown budget key {key!r}; {hint}known keys: {', '.join(known)}"
@@ -163,6 +166,8 @@ def parse_markers(
 
 def evaluate(limits: Iterable[BudgetLimit], responses: Sequence[Response]) -> list[BudgetResult]:
     """Judge each limit against every response the test recorded."""
+    from pytest_inferbudget.records import BudgetResult
+
     results = []
     for limit in limits:
         metric = limit.metric

@@ -10,7 +10,7 @@ import sys
 import uuid
 from collections.abc import Callable, Generator, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -18,15 +18,17 @@ from pytest_inferbudget import budget
 from pytest_inferbudget.config import Settings, add_options
 from pytest_inferbudget.engines import Engine, EngineSpec, Progress
 from pytest_inferbudget.errors import BudgetSpecError, InferBudgetError
-from pytest_inferbudget.recorder import Recorder
-from pytest_inferbudget.records import RunRecord, TestRecord
 from pytest_inferbudget.report import terminal
 
+if TYPE_CHECKING:  # records and the recorder load with the first test, not at start-up
+    from pytest_inferbudget.recorder import Recorder
+    from pytest_inferbudget.records import RunRecord, TestRecord
+
 SETTINGS = pytest.StashKey[Settings]()
-RUN = pytest.StashKey[RunRecord]()
+REPORTER = pytest.StashKey["RunReporter"]()
 LIMITS = pytest.StashKey[tuple[budget.BudgetLimit, ...]]()
-RECORDER = pytest.StashKey[Recorder]()
-RECORD = pytest.StashKey[TestRecord]()
+RECORDER = pytest.StashKey["Recorder"]()
+RECORD = pytest.StashKey["TestRecord"]()
 REPORT_KEY = "inferbudget"
 """Attribute of a call-phase TestReport holding the test's record as builtin types."""
 
@@ -49,12 +51,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "modifier stat=mean|p50|p90|p95|p99|max",
     )
     config.stash[SETTINGS] = Settings.from_config(config)
-    config.stash[RUN] = RunRecord(
-        run_id=uuid.uuid4().hex,
-        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        engine={"spec": config.stash[SETTINGS].engine},
-    )
-    config.pluginmanager.register(RunReporter(config), "inferbudget-run")
+    config.stash[REPORTER] = RunReporter(config)
+    config.pluginmanager.register(config.stash[REPORTER], "inferbudget-run")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -117,10 +115,9 @@ def inference_engine(pytestconfig: pytest.Config) -> Iterator[Engine]:
 @pytest.fixture
 def infer(request: pytest.FixtureRequest, inference_engine: Engine) -> Recorder:
     """Generate through the session's engine; every generation counts toward the budgets."""
-    run = request.config.stash[RUN]
-    if run.engine.get("spec") != inference_engine.spec or len(run.engine) == 1:
-        # the engine actually used, which a conftest may have swapped for its own
-        run.engine = {"spec": inference_engine.spec, **inference_engine.describe()}
+    from pytest_inferbudget.recorder import Recorder
+
+    request.config.stash[REPORTER].note_engine(inference_engine)
     recorder = Recorder(inference_engine)
     request.node.stash[RECORDER] = recorder
     return recorder
@@ -148,6 +145,8 @@ def _record(item: pytest.Item, limits: tuple[budget.BudgetLimit, ...]) -> TestRe
     recorder = item.stash.get(RECORDER, None)
     if recorder is None and not limits:
         return None
+    from pytest_inferbudget.records import TestRecord
+
     responses = list(recorder.responses) if recorder else []
     record = TestRecord(item.nodeid, responses, budget.evaluate(limits, responses))
     item.stash[RECORD] = record
@@ -186,37 +185,52 @@ class RunReporter:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.settings = config.stash[SETTINGS]
-        self.run = config.stash[RUN]
+        self.run_id = uuid.uuid4().hex
+        self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
+        self.engine: dict[str, Any] = {"spec": self.settings.engine}
+        self.tests: list[TestRecord] = []
         self.report_written = False
+
+    def note_engine(self, engine: Engine) -> None:
+        """Describe the engine actually used, which a conftest may have swapped in."""
+        if self.engine.get("spec") != engine.spec or len(self.engine) == 1:
+            self.engine = {"spec": engine.spec, **engine.describe()}
+
+    def run_record(self) -> RunRecord:
+        from pytest_inferbudget.records import RunRecord
+
+        return RunRecord(self.run_id, self.started_at, engine=self.engine, tests=self.tests)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         data = getattr(report, REPORT_KEY, None)
         if report.when == "call" and data is not None:
-            self.run.tests.append(TestRecord.from_dict(data))
+            from pytest_inferbudget.records import TestRecord
+
+            self.tests.append(TestRecord.from_dict(data))
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         engine = node.workeroutput.get(REPORT_KEY + "_engine")
         if engine:
-            self.run.engine = engine
+            self.engine = engine
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if hasattr(self.config, "workerinput"):  # xdist worker: the controller writes reports
-            self.config.workeroutput[REPORT_KEY + "_engine"] = self.run.engine  # type: ignore[attr-defined]
+            self.config.workeroutput[REPORT_KEY + "_engine"] = self.engine  # type: ignore[attr-defined]
             return
         if self.settings.json_path is None:
             return
         from pytest_inferbudget.report.json_report import write_report
 
         try:
-            write_report(self.run, self.settings.json_path)
+            write_report(self.run_record(), self.settings.json_path)
             self.report_written = True
         except InferBudgetError as exc:
             _terminal_line(self.config, f"inferbudget: ERROR {exc}", red=True)
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        lines = terminal.summary_lines(self.run)
+        lines = terminal.summary_lines(self.run_record()) if self.tests else []
         if self.report_written:
             lines.append(f"report written to {self.settings.json_path}")
         if lines:

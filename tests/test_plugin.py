@@ -116,7 +116,10 @@ def test_quantile_statistic_and_merged_markers(
         ("budget(ms_per_request=10, stat='p42')", "*budget stat='p42' is not a statistic*"),
         ("budget(stat='p95')", "*budget marker sets no limit*"),
         ("budget(100)", "*budget takes keyword limits only*"),
-        ("budget(joules_per_token=0.4)", "*budget key 'joules_per_token' is not supported by this version*"),
+        (
+            "budget(joules_per_token=0.4)",
+            "*budget key 'joules_per_token' is not supported by this version*",
+        ),
     ],
 )
 def test_bad_budget_is_a_collection_error_naming_key_and_test(

@@ -5,11 +5,13 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import parse_qsl
 
 from pytest_inferbudget.errors import EngineSpecError
-from pytest_inferbudget.records import Request, Response
+
+if TYPE_CHECKING:
+    from pytest_inferbudget.records import Request, Response
 
 Progress = Callable[[str], None]
 """Receives one line of human-readable progress (model download, conversion)."""

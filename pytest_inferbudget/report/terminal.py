@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from pytest_inferbudget.records import BudgetResult, RunRecord
+if TYPE_CHECKING:
+    from pytest_inferbudget.records import BudgetResult, RunRecord
 
 HEADER = ("budget", "limit", "measured", "stat", "samples", "verdict")
 

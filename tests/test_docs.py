@@ -1,0 +1,52 @@
+"""The docs' examples run, and the docs name every key, option and fixture."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from pytest_inferbudget.budget import BUDGET_METRICS
+from tests.conftest import ReuseEngine
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+TEST_FILE_BLOCK = re.compile(r"```python\n# file: (test_\w+\.py)\n(.*?)```", re.DOTALL)
+
+
+def doc_test_files() -> list[tuple[str, str, str]]:
+    return [
+        (page.name, name, body)
+        for page in sorted(DOCS.glob("*.md"))
+        for name, body in TEST_FILE_BLOCK.findall(page.read_text())
+    ]
+
+
+@pytest.mark.parametrize(
+    ("page", "name", "body"),
+    doc_test_files(),
+    ids=lambda v: v if v.endswith((".md", ".py")) else "",
+)
+def test_doc_example_passes(
+    pytester: pytest.Pytester, reuse_engine: ReuseEngine, page: str, name: str, body: str
+) -> None:
+    pytester.path.joinpath(name).write_text(body)
+    result = pytester.runpytest(plugins=[reuse_engine])
+    result.assert_outcomes(passed=body.count("\ndef test_"))
+
+
+def test_every_budget_key_option_and_fixture_is_documented() -> None:
+    text = "\n".join(page.read_text() for page in DOCS.glob("*.md"))
+    names = [
+        *BUDGET_METRICS,
+        "stat",
+        "--inferbudget-engine",
+        "--inferbudget-json",
+        "inferbudget_engine",
+        "INFERBUDGET_CACHE_DIR",
+        "`infer`",
+        "`inference_engine`",
+        "pytest_inferbudget_make_engine",
+    ]
+    missing = [name for name in names if not re.search(f"`{re.escape(name.strip('`'))}[` ]", text)]
+    assert not missing, f"undocumented: {missing}"

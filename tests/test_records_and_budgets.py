@@ -1,0 +1,133 @@
+"""Records round-trip through builtin types; budget parsing and judging are exact."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pytest_inferbudget.budget import BudgetLimit, evaluate, parse_markers
+from pytest_inferbudget.errors import BudgetSpecError
+from pytest_inferbudget.metrics import quantile
+from pytest_inferbudget.records import (
+    BudgetResult,
+    Generation,
+    Request,
+    Response,
+    RunRecord,
+    TestRecord,
+)
+
+
+def response(tokens: list[int], e2e: list[float | None], ttft: float | None = 10.0) -> Response:
+    request = Request("q", temperature=0.5 if len(tokens) > 1 else 0.0, n=len(tokens))
+    generations = tuple(
+        Generation("a", 7, t, "stop", e, ttft, None) for t, e in zip(tokens, e2e, strict=True)
+    )
+    return Response(request, generations, "test:engine")
+
+
+def test_run_record_round_trips_through_json() -> None:
+    run = RunRecord("abc", "2026-01-01T00:00:00+00:00", engine={"spec": "x:y"})
+    run.tests.append(
+        TestRecord(
+            "t.py::test",
+            [
+                response([3, 4], [20.0, 30.0]),
+                Response(
+                    Request(({"role": "user", "content": "hi"},)),
+                    (Generation("ok", 2, 1, "length"),),
+                ),
+            ],
+            [BudgetResult("max_tokens", 4.0, "max", "tokens", 4.0, 2, "pass")],
+            "passed",
+        )
+    )
+    data = json.loads(json.dumps(run.to_dict()))
+    assert RunRecord.from_dict(data).to_dict() == run.to_dict()
+
+
+def test_newer_schema_is_refused() -> None:
+    data = RunRecord("abc", "now").to_dict()
+    data["schema_version"] = 99
+    with pytest.raises(ValueError, match=r"schema_version 99 .*upgrade pytest-inferbudget"):
+        RunRecord.from_dict(data)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_new_tokens": 0}, "max_new_tokens must be an integer >= 1"),
+        ({"n": 0}, "n must be an integer >= 1"),
+        ({"n": 2}, "n=2 samples with temperature=0"),
+        ({"temperature": -1.0}, "temperature must be >= 0"),
+        ({"top_p": 0.0}, r"top_p must be in \(0, 1\]"),
+    ],
+)
+def test_bad_requests_name_the_problem(kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Request("q", **kwargs)  # type: ignore[arg-type]
+
+
+def test_request_level_aggregates_count_every_sample() -> None:
+    r = response([3, 5], [20.0, 35.0])
+    assert r.completion_tokens == 8
+    assert r.max_completion_tokens == 5
+    assert r.e2e_ms == 35.0
+    assert r.ttft_ms == 10.0
+
+
+def test_evaluate_uses_each_keys_samples_and_statistic() -> None:
+    responses = [response([3], [100.0]), response([9], [300.0]), response([2, 4], [200.0, 250.0])]
+    limits = parse_markers(
+        [
+            ((), {"max_tokens": 8, "tokens_per_request": 6}),
+            ((), {"ms_per_request": 260, "stat": "p50"}),
+        ],
+        where="t",
+    )
+    by_key = {r.key: r for r in evaluate(limits, responses)}
+    assert by_key["max_tokens"].measured == 9 and by_key["max_tokens"].verdict == "fail"
+    assert by_key["max_tokens"].samples == 4  # one per completion
+    assert by_key["tokens_per_request"].measured == pytest.approx(6.0)  # (3 + 9 + 6) / 3
+    assert by_key["tokens_per_request"].verdict == "pass"
+    assert by_key["ms_per_request"].measured == 250.0  # median of 100, 300, 250
+    assert by_key["ms_per_request"].verdict == "pass"
+
+
+def test_unmeasured_budgets_say_why() -> None:
+    limits = [BudgetLimit("tpot_ms", 50.0, "mean"), BudgetLimit("ms_per_request", 50.0, "mean")]
+    results = evaluate(limits, [response([1], [None], ttft=None)])
+    assert [r.verdict for r in results] == ["unmeasured", "unmeasured"]
+    assert "two or more tokens" in results[0].reason
+    assert "end-to-end" in results[1].reason
+    assert evaluate(limits, [])[0].reason == "the test recorded no generation"
+
+
+def test_same_key_with_two_statistics_is_two_budgets_not_a_conflict() -> None:
+    limits = parse_markers(
+        [((), {"ms_per_request": 500}), ((), {"ms_per_request": 900, "stat": "p99"})], where="t"
+    )
+    assert {(lim.key, lim.stat, lim.limit) for lim in limits} == {
+        ("ms_per_request", "mean", 500.0),
+        ("ms_per_request", "p99", 900.0),
+    }
+    with pytest.raises(BudgetSpecError, match="conflict"):
+        parse_markers([((), {"ttft_ms": 5}), ((), {"ttft_ms": 6})], where="t")
+
+
+@given(
+    st.lists(st.floats(0, 1e6, allow_nan=False), min_size=1, max_size=50),
+    st.sampled_from([0.0, 0.5, 0.9, 0.95, 0.99, 1.0]),
+)
+def test_quantile_matches_numpy_linear_method(values: list[float], q: float) -> None:
+    assert quantile(values, q) == pytest.approx(float(numpy.quantile(values, q)), rel=1e-9)
+
+
+def test_quantile_is_order_independent() -> None:
+    values = [random.Random(1).expovariate(1.0) for _ in range(101)]
+    assert quantile(values, 0.95) == quantile(sorted(values, reverse=True), 0.95)
