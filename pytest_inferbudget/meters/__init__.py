@@ -1,0 +1,45 @@
+"""Energy and memory meters: NVML (NVIDIA GPUs), RAPL (CPU packages), none; peak memory.
+
+Only the standard library is imported here; pynvml is imported when an NVML meter
+opens and torch is only looked up in ``sys.modules``. See docs/energy.md for what each
+meter measures and how to read its figures.
+"""
+
+from __future__ import annotations
+
+from pytest_inferbudget.meters.base import (
+    METER_CHOICES,
+    METHODS,
+    EnergyMeasurement,
+    Meter,
+    MeterChoiceError,
+    MeterError,
+    MeterNotSupportedError,
+    MeterUnavailableError,
+    NullMeter,
+    select_meter,
+)
+from pytest_inferbudget.meters.memory import MemoryMeasurement, MemoryMeter, process_peak_rss_mb
+from pytest_inferbudget.meters.nvml import NvmlDevice, NvmlMeter
+from pytest_inferbudget.meters.rapl import DEFAULT_RAPL_ROOT, RaplMeter, RaplZone
+
+__all__ = [
+    "DEFAULT_RAPL_ROOT",
+    "METER_CHOICES",
+    "METHODS",
+    "EnergyMeasurement",
+    "MemoryMeasurement",
+    "MemoryMeter",
+    "Meter",
+    "MeterChoiceError",
+    "MeterError",
+    "MeterNotSupportedError",
+    "MeterUnavailableError",
+    "NullMeter",
+    "NvmlDevice",
+    "NvmlMeter",
+    "RaplMeter",
+    "RaplZone",
+    "process_peak_rss_mb",
+    "select_meter",
+]
