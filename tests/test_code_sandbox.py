@@ -1,0 +1,485 @@
+"""eff@k for generated code: the sandbox, the task format and ENAMEL's scoring, all with real
+child processes (no mocks). Tasks are small, so the whole file runs in well under a minute."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import socket
+import statistics
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pytest_inferbudget.code import (
+    CodeTask,
+    CodeTaskError,
+    ExecutionResult,
+    Level,
+    Outcome,
+    ReferenceCache,
+    ReferenceSolutionError,
+    TestCase,
+    enamel_levels,
+    example_task_path,
+    hodges_lehmann,
+    load_task,
+    probe_isolation,
+    run_candidate,
+    score_sample,
+)
+
+SQUARE_TESTS = (TestCase((3,), 9), TestCase((4,), 16))
+
+
+def run(
+    source: str,
+    tests: tuple[TestCase, ...] = SQUARE_TESTS,
+    *,
+    cpu_seconds: float = 5.0,
+    memory_mb: int = 256,
+    wall_seconds: float = 5.0,
+    **options: Any,
+) -> ExecutionResult:
+    return run_candidate(
+        source,
+        "f",
+        tests,
+        cpu_seconds=cpu_seconds,
+        memory_mb=memory_mb,
+        wall_seconds=wall_seconds,
+        **options,
+    )
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def stops_growing(path: Path, settle_s: float = 0.4) -> bool:
+    """A marker file written every 10 ms by a process stops growing once the process died."""
+    before = path.stat().st_size if path.exists() else 0
+    time.sleep(settle_s)
+    after = path.stat().st_size if path.exists() else 0
+    return before == after
+
+
+# --------------------------------------------------------------------------- Hodges-Lehmann
+
+
+def brute_force_hl(values: list[float]) -> float:
+    """ENAMEL's calc_exec_time, spelled out: the lower triangle (diagonal included) of the
+    matrix of pairwise means, then its median."""
+    n = len(values)
+    matrix = [[(values[i] + values[j]) / 2 for j in range(n)] for i in range(n)]
+    return statistics.median(matrix[i][j] for i in range(n) for j in range(i + 1))
+
+
+def test_hodges_lehmann_known_values() -> None:
+    assert hodges_lehmann([5.0]) == 5.0
+    assert hodges_lehmann([1.0, 3.0]) == 2.0
+    assert hodges_lehmann([1.0, 2.0, 3.0]) == 2.0
+    # One wild outlier barely moves it, unlike the mean.
+    assert hodges_lehmann([1.0, 1.1, 0.9, 1.0, 50.0]) == pytest.approx(1.05)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=12))
+def test_hodges_lehmann_matches_brute_force(values: list[float]) -> None:
+    assert hodges_lehmann(values) == pytest.approx(brute_force_hl(values), rel=1e-9, abs=1e-9)
+    walsh = [(a + b) / 2 for a, b in itertools.combinations_with_replacement(values, 2)]
+    assert hodges_lehmann(values) == pytest.approx(statistics.median(walsh), abs=1e-9)
+    assert min(values) - 1e-9 <= hodges_lehmann(values) <= max(values) + 1e-9
+
+
+@given(
+    st.lists(st.floats(0, 1e3, allow_nan=False), min_size=1, max_size=10),
+    st.floats(-1e3, 1e3, allow_nan=False),
+)
+def test_hodges_lehmann_shifts_with_the_data(values: list[float], shift: float) -> None:
+    shifted = hodges_lehmann([v + shift for v in values])
+    assert shifted == pytest.approx(hodges_lehmann(values) + shift, abs=1e-6)
+
+
+@pytest.mark.parametrize("bad", [[], [float("nan")], [1.0, float("inf")]])
+def test_hodges_lehmann_rejects_bad_input(bad: list[float]) -> None:
+    with pytest.raises(ValueError):
+        hodges_lehmann(bad)
+
+
+# --------------------------------------------------------------------------- task format
+
+
+def test_shipped_task_loads_round_trips_and_has_enamel_shape() -> None:
+    task = load_task(example_task_path())
+    assert task.name == "count_primes"
+    assert [len(lv.tests) for lv in task.levels] == [8, 4, 4, 4]
+    assert task.weights == (0.0, 3.0, 3.0, 4.0)
+    assert CodeTask.from_dict(task.to_dict()) == task
+    assert CodeTask.from_dict(json.loads(json.dumps(task.to_dict()))) == task
+
+
+def test_task_file_errors_name_the_problem(tmp_path: Path) -> None:
+    data = load_task(example_task_path()).to_dict()
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**data, "surprise": 1}))
+    with pytest.raises(CodeTaskError, match=r"unknown keys.*surprise"):
+        load_task(bad)
+    bad.write_text("{not json")
+    with pytest.raises(CodeTaskError, match="not valid JSON"):
+        load_task(bad)
+    with pytest.raises(CodeTaskError, match="cannot read"):
+        load_task(tmp_path / "missing.json")
+    with pytest.raises(CodeTaskError, match="alpha"):
+        CodeTask.from_dict({**data, "alpha": 1.0})
+    with pytest.raises(CodeTaskError, match="plain JSON"):
+        TestCase((object(),), 1)
+    with pytest.raises(CodeTaskError, match="weight > 0"):
+        CodeTask("p", "f", (Level((TestCase((1,), 1),), 0.0),), "def f(x): return x")
+
+
+def test_enamel_levels_and_comparison_rules() -> None:
+    groups = [[TestCase((i,), i)] * n for i, n in enumerate((8, 4, 4, 4))]
+    assert tuple(lv.weight for lv in enamel_levels(groups)) == (0.0, 3.0, 3.0, 4.0)
+    with pytest.raises(CodeTaskError, match="8, 4, 4, 4"):
+        enamel_levels([[TestCase((1,), 1)]] * 4)
+    assert TestCase((), [1, [2, 3]]).check([1, [2, 3]])
+    assert TestCase((), (1, 2)).check([1, 2])  # tuples travel as JSON lists
+    assert not TestCase((), 1).check(True)  # bool is not int here
+    assert not TestCase((), 0.3).check(0.1 + 0.2)
+    assert TestCase((), 0.3, tolerance=1e-9).check(0.1 + 0.2)
+    assert TestCase((), {"a": [1.0]}, tolerance=1e-6).check({"a": [1.0000001]})
+
+
+# --------------------------------------------------------------------------- the sandbox
+
+
+def test_correct_and_wrong_answers_are_judged_in_the_parent() -> None:
+    ok = run("def f(x):\n    return x * x\n")
+    assert ok.outcome is Outcome.OK and ok.tests_passed == 2 and ok.cpu_seconds > 0
+    wrong = run("def f(x):\n    return 9 if x == 3 else x + x\n")
+    assert wrong.outcome is Outcome.WRONG_ANSWER
+    assert wrong.failed_test == 1 and wrong.tests_passed == 1
+    odd = run("def f(x):\n    return {x}\n")
+    assert odd.outcome is Outcome.WRONG_ANSWER and "not JSON" in odd.detail
+    broken = run("def f(x) return x\n")
+    assert broken.outcome is Outcome.RUNTIME_ERROR and broken.error_type == "SyntaxError"
+    boom = run("def f(x):\n    raise ValueError('no')\n")
+    assert boom.outcome is Outcome.RUNTIME_ERROR and boom.error_type == "ValueError"
+    assert "ValueError: no" in boom.stderr_tail
+
+
+def test_a_candidate_cannot_forge_the_result_stream() -> None:
+    forged_done = run(
+        "import os, sys\n"
+        "def f(x):\n"
+        '    os.write(int(sys.argv[-1]), b\'{"kind":"done"}\\n\')\n'
+        "    os._exit(0)\n"
+    )
+    assert forged_done.outcome is Outcome.RUNTIME_ERROR
+    assert "without reporting test 0" in forged_done.detail
+    forged_twice = run(
+        "import os, sys\n"
+        "def f(x):\n"
+        '    os.write(int(sys.argv[-1]), b\'{"kind":"result","i":0,"value":9}\\n\')\n'
+        "    return x * x\n"
+    )
+    assert forged_twice.outcome is Outcome.RUNTIME_ERROR and "twice" in forged_twice.detail
+
+
+def test_an_infinite_loop_is_killed_at_the_wall_limit_with_its_group() -> None:
+    started = time.monotonic()
+    result = run("def f(x):\n    while True:\n        pass\n", wall_seconds=1.0)
+    assert result.outcome is Outcome.TIMEOUT and result.killed
+    assert time.monotonic() - started < 6.0
+    assert 0.9 <= result.wall_seconds < 3.0
+    assert result.group_reaped
+    assert not process_exists(result.pid)
+    assert not group_exists(result.pid)
+
+
+@pytest.mark.parametrize(
+    "header", ["", "import signal\nsignal.signal(signal.SIGXCPU, signal.SIG_IGN)\n"]
+)
+def test_cpu_rlimit_stops_a_busy_child_before_the_wall_clock(header: str) -> None:
+    # The soft limit's SIGXCPU is reported by the harness; a candidate that ignores it is
+    # killed by the hard limit a second later.
+    source = header + "def f(x):\n    while True:\n        pass\n"
+    result = run(source, cpu_seconds=1.0, wall_seconds=8.0)
+    assert result.outcome is Outcome.TIMEOUT and not result.killed, result.detail
+    assert "CPU-time limit" in result.detail
+    assert 0.5 <= result.cpu_seconds < 3.0
+
+
+def test_a_memory_bomb_hits_the_address_space_limit() -> None:
+    bomb = "def f(x):\n    hog = []\n    while True:\n        hog.append(bytearray(1 << 20))\n"
+    result = run(bomb, memory_mb=128)
+    assert result.outcome is Outcome.MEMORY_ERROR and result.error_type == "MemoryError"
+    assert result.max_rss_kb < 160 * 1024
+
+
+@pytest.mark.parametrize("spawn", ["fork", "subprocess"])
+def test_forked_and_spawned_processes_die_with_the_group(spawn: str, tmp_path: Path) -> None:
+    tmp_path.chmod(0o777)  # writable also when the child runs unprivileged
+    marker = tmp_path / "alive.txt"
+    loop = (
+        f"import os, time\n"
+        f"while True:\n"
+        f"    with open({str(marker)!r}, 'a') as fh:\n"
+        f"        fh.write('.')\n"
+        f"    time.sleep(0.01)\n"
+    )
+    if spawn == "fork":
+        body = (
+            "    if os.fork() == 0:\n"
+            "        os.setsid()  # try to leave the process group\n"
+            f"        exec({loop!r})\n"
+        )
+    else:
+        body = f"    subprocess.Popen([sys.executable, '-c', {loop!r}], start_new_session=True)\n"
+    source = (
+        "import os, subprocess, sys, time\n"
+        "def f(x):\n" + body + "    time.sleep(0.3)\n    return x * x\n"
+    )
+    result = run(source)
+    assert result.outcome is Outcome.OK, result.detail + result.stderr_tail
+    assert marker.exists()  # the helper really ran ...
+    assert stops_growing(marker)  # ... and is dead now
+    assert result.group_reaped and not group_exists(result.pid)
+
+
+def test_the_child_cannot_see_the_parents_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "inferbudget-secret-4c1d"
+    monkeypatch.setenv("INFERBUDGET_TEST_SECRET", secret)
+    assert os.environ["INFERBUDGET_TEST_SECRET"] == secret
+    spy = (
+        "import os\n"
+        "def f(x):\n"
+        "    print(sorted(os.environ.items()))\n"
+        "    for entry in os.listdir('/proc'):  # every environ it can read\n"
+        "        try:\n"
+        "            with open(f'/proc/{entry}/environ', 'rb') as fh:\n"
+        "                print(fh.read().decode('latin-1'))\n"
+        "        except OSError:\n"
+        "            pass\n"
+    )
+    result = run(spy, tests=(TestCase((0,), None),))
+    assert result.outcome is Outcome.OK
+    assert result.stdout.startswith("[")  # it did print what it could see
+    assert secret not in result.stdout and "INFERBUDGET_TEST_SECRET" not in result.stdout
+
+
+def test_files_land_in_a_temporary_directory_that_is_removed(tmp_path: Path) -> None:
+    writer = (
+        "import os\n"
+        "def f(x):\n"
+        "    with open('scratch.txt', 'w') as fh:\n"
+        "        fh.write('data')\n"
+        "    print(os.getcwd())\n"
+        "    return sorted(os.listdir('.'))\n"
+    )
+    result = run(writer, tests=(TestCase((0,), ["scratch.txt"]),))
+    assert result.outcome is Outcome.OK  # input.json was already gone
+    workdir = Path(result.stdout.strip())
+    assert workdir.name.startswith("inferbudget-code-") and not workdir.exists()
+    big = "def f(x):\n    open('big.bin', 'wb').write(b'x' * (2 << 20))\n"
+    capped = run(big, tests=(TestCase((0,), None),), file_size_mb=1)
+    assert capped.outcome is Outcome.RUNTIME_ERROR and capped.error_type == "OSError"
+
+
+@pytest.fixture
+def loopback_listener() -> Iterator[int]:
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.1)
+    try:
+        yield server.getsockname()[1]
+    finally:
+        server.close()
+
+
+CONNECT = (
+    "import socket\n"
+    "def f(port):\n"
+    "    try:\n"
+    "        socket.create_connection(('127.0.0.1', port), timeout=2).close()\n"
+    "    except OSError as exc:\n"
+    "        return 'blocked: %s' % exc\n"
+    "    return 'connected'\n"
+)
+
+
+def test_no_network_when_the_namespace_is_achieved(loopback_listener: int) -> None:
+    if not probe_isolation().network:
+        pytest.skip(f"no network namespace here: {probe_isolation().note}")
+    result = run(CONNECT, tests=(TestCase((loopback_listener,), "connected"),))
+    assert result.network_isolated
+    assert result.outcome is Outcome.WRONG_ANSWER  # it could not connect
+    # The same code without the namespace does connect: the listener is real.
+    control = run(CONNECT, tests=(TestCase((loopback_listener,), "connected"),), isolate=False)
+    assert control.outcome is Outcome.OK and not control.network_isolated
+
+
+def test_patching_the_childs_clocks_does_not_change_its_measured_cpu_time() -> None:
+    burn = "    n = 0\n    for i in range(3_000_000):\n        n += i\n    return x * x\n"
+    honest = run("def f(x):\n" + burn, tests=SQUARE_TESTS[:1])
+    cheat = run(
+        "import os, time\n"
+        "for name in ('perf_counter', 'process_time', 'monotonic', 'time', 'thread_time'):\n"
+        "    setattr(time, name, lambda: 0.0)\n"
+        "    setattr(time, name + '_ns', lambda: 0)\n"
+        "os.times = lambda: os.times_result((0, 0, 0, 0, 0))\n"
+        "def f(x):\n" + burn,
+        tests=SQUARE_TESTS[:1],
+    )
+    assert honest.outcome is cheat.outcome is Outcome.OK
+    assert cheat.cpu_seconds > 0.05
+    assert cheat.cpu_seconds == pytest.approx(honest.cpu_seconds, rel=0.5)
+
+
+def test_root_drops_to_an_unprivileged_uid_with_a_system_interpreter(tmp_path: Path) -> None:
+    system_python = shutil.which("python3", path="/usr/bin")
+    if os.geteuid() != 0 or system_python is None:
+        pytest.skip("needs root and /usr/bin/python3")
+    iso = probe_isolation(system_python)
+    if iso.uid is None:
+        pytest.skip(f"privilege drop unavailable: {iso.note}")
+    tmp_path.chmod(0o755)  # root-owned, not writable by others
+    target = tmp_path / "owned.txt"
+    probe = (
+        "import os\n"
+        "def f(path):\n"
+        "    try:\n"
+        "        open(path, 'w').close()\n"
+        "    except PermissionError:\n"
+        "        return [os.getuid(), 'denied']\n"
+        "    return [os.getuid(), 'written']\n"
+    )
+    result = run(
+        probe, tests=(TestCase((str(target),), [iso.uid, "denied"]),), python=system_python
+    )
+    assert result.outcome is Outcome.OK, result.detail
+    assert not target.exists()
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+@pytest.fixture(scope="module")
+def primes() -> CodeTask:
+    return load_task(example_task_path())
+
+
+@pytest.fixture(scope="module")
+def primes_cache() -> ReferenceCache:
+    return ReferenceCache()
+
+
+QUADRATIC = (
+    "def count_primes(n):\n"
+    "    return sum(1 for m in range(2, n) if all(m % d for d in range(2, m)))\n"
+)
+
+
+def test_reference_speed_scores_about_one_and_quadratic_scores_lower(
+    primes: CodeTask, primes_cache: ReferenceCache
+) -> None:
+    same = score_sample(primes, primes.reference_solution, cache=primes_cache)
+    assert same.outcome is Outcome.OK and same.passed
+    assert 0.5 < same.score < 1.5, same
+    assert all(t is not None and t > 0 for t in same.level_cpu_seconds[1:])
+    slow = score_sample(primes, QUADRATIC, cache=primes_cache)
+    assert slow.passed  # correct: level 0 is fine ...
+    assert slow.outcome is Outcome.TIMEOUT and slow.failed_level == 1  # ... but it cannot scale
+    assert slow.score < same.score and slow.score == 0.0
+    assert len(primes_cache) == 1  # the reference was timed once
+
+
+def test_a_wrong_answer_scores_zero(primes: CodeTask, primes_cache: ReferenceCache) -> None:
+    off_by_one = primes.reference_solution.replace("+ 1  # the odd", "+ 2  # the odd")
+    result = score_sample(primes, off_by_one, cache=primes_cache)
+    assert result.outcome is Outcome.WRONG_ANSWER and not result.passed
+    assert result.score == 0.0 and result.level_scores == (0.0,) * 4
+
+
+@pytest.mark.parametrize(
+    ("failure", "outcome", "keeps_earlier"),
+    [
+        ("bytearray(1 << 40)", Outcome.MEMORY_ERROR, True),
+        ("raise OverflowError('too big')", Outcome.RUNTIME_ERROR, True),
+        ("raise ValueError('too big')", Outcome.RUNTIME_ERROR, False),
+    ],
+)
+def test_a_resource_failure_at_a_late_level_zeroes_only_that_and_later_levels(
+    primes: CodeTask,
+    primes_cache: ReferenceCache,
+    failure: str,
+    outcome: Outcome,
+    keeps_earlier: bool,
+) -> None:
+    source = primes.reference_solution.replace(
+        "    if n < 3:\n", f"    if n >= 9_000_000:\n        {failure}\n    if n < 3:\n", 1
+    )
+    result = score_sample(primes, source, cache=primes_cache)
+    assert result.outcome is outcome and result.failed_level == 2
+    assert result.passed is keeps_earlier
+    if keeps_earlier:
+        assert result.level_scores[2:] == (0.0, 0.0)
+        assert result.level_scores[1] > 0.2
+        assert result.score == pytest.approx(3 * result.level_scores[1] / 10)
+    else:
+        assert result.score == 0.0
+
+
+def test_a_timeout_at_level_zero_fails_the_sample(primes: CodeTask) -> None:
+    tiny = CodeTask(
+        prompt="",
+        entry_point="f",
+        levels=(
+            Level((TestCase((1,), 1),), 0.0),
+            Level((TestCase((2,), 2),), 1.0),
+        ),
+        reference_solution="def f(x):\n    return x\n",
+        repeats=1,
+    )
+    result = score_sample(
+        tiny, "def f(x):\n    while True:\n        pass\n", cache=ReferenceCache()
+    )
+    assert result.outcome is Outcome.TIMEOUT and not result.passed and result.score == 0.0
+
+
+def test_a_broken_reference_is_reported_as_such() -> None:
+    task = CodeTask(
+        prompt="",
+        entry_point="f",
+        levels=(Level((TestCase((2,), 4),), 1.0),),
+        reference_solution="def f(x):\n    return x + 1\n",
+        repeats=1,
+    )
+    with pytest.raises(ReferenceSolutionError, match="fails level 0"):
+        score_sample(task, "def f(x):\n    return x * 2\n", cache=ReferenceCache())
+
+
+def test_results_serialise_to_builtin_types(primes: CodeTask, primes_cache: ReferenceCache) -> None:
+    result = score_sample(primes, "def count_primes(n):\n    return -1\n", cache=primes_cache)
+    assert json.loads(json.dumps(result.to_dict()))["outcome"] == "wrong_answer"
+    executed = run("def f(x):\n    return x * x\n")
+    assert json.loads(json.dumps(executed.to_dict()))["outcome"] == "ok"
