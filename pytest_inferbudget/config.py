@@ -26,6 +26,12 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         help="write the run's report (budgets, verdicts, per-request samples) to PATH as JSON",
     )
+    group.addoption(
+        "--inferbudget-strict",
+        action="store_true",
+        default=False,
+        help="fail budgets whose verdict is inconclusive instead of warning",
+    )
     parser.addini(
         "inferbudget_engine",
         help=f"default engine spec NAME:TARGET (default {DEFAULT_ENGINE_SPEC})",
@@ -37,6 +43,7 @@ def add_options(parser: pytest.Parser) -> None:
 class Settings:
     engine: str
     json_path: Path | None
+    strict: bool = False
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -49,4 +56,5 @@ class Settings:
         return cls(
             engine=str(engine),
             json_path=Path(config.invocation_params.dir, json_path) if json_path else None,
+            strict=bool(config.getoption("inferbudget_strict")),
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import uuid
+import warnings
 from collections.abc import Callable, Generator, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -26,7 +27,7 @@ if TYPE_CHECKING:  # records and the recorder load with the first test, not at s
 
 SETTINGS = pytest.StashKey[Settings]()
 REPORTER = pytest.StashKey["RunReporter"]()
-LIMITS = pytest.StashKey[tuple[budget.BudgetLimit, ...]]()
+BUDGET = pytest.StashKey[budget.BudgetSpec]()
 RECORDER = pytest.StashKey["Recorder"]()
 RECORD = pytest.StashKey["TestRecord"]()
 REPORT_KEY = "inferbudget"
@@ -47,8 +48,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "budget(**limits): efficiency limits checked against every generation the test "
-        f"records through `infer`; keys: {', '.join(budget.BUDGET_METRICS)}; "
-        "modifier stat=mean|p50|p90|p95|p99|max",
+        f"records through `infer`; keys: {', '.join(budget.BUDGET_KEYS)}; "
+        f"modifiers: {', '.join(budget.MODIFIERS)}",
     )
     config.stash[SETTINGS] = Settings.from_config(config)
     config.stash[REPORTER] = RunReporter(config)
@@ -74,17 +75,17 @@ def pytest_pycollect_makeitem(
     for item in result if isinstance(result, list) else [result]:
         if isinstance(item, pytest.Function):
             try:
-                _limits(item)
+                _budget(item)
             except BudgetSpecError as exc:
                 raise pytest.Collector.CollectError(str(exc)) from exc
     return result
 
 
-def _limits(item: pytest.Item) -> tuple[budget.BudgetLimit, ...]:
-    if LIMITS not in item.stash:
+def _budget(item: pytest.Item) -> budget.BudgetSpec:
+    if BUDGET not in item.stash:
         markers = [(m.args, m.kwargs) for m in item.iter_markers("budget")]
-        item.stash[LIMITS] = budget.parse_markers(markers, where=item.nodeid)
-    return item.stash[LIMITS]
+        item.stash[BUDGET] = budget.parse_markers(markers, where=item.nodeid)
+    return item.stash[BUDGET]
 
 
 @pytest.hookimpl(trylast=True)
@@ -118,7 +119,16 @@ def infer(request: pytest.FixtureRequest, inference_engine: Engine) -> Recorder:
     from pytest_inferbudget.recorder import Recorder
 
     request.config.stash[REPORTER].note_engine(inference_engine)
-    recorder = Recorder(inference_engine)
+    spec = _budget(request.node)
+    if spec.confident:
+        recorder = Recorder(
+            inference_engine,
+            judge=lambda r: budget.evaluate(spec, r.traces, r.scores, sequential=True),
+            min_samples=spec.min_samples or 1,
+            max_samples=spec.max_samples or 200,
+        )
+    else:
+        recorder = Recorder(inference_engine)
     request.node.stash[RECORDER] = recorder
     return recorder
 
@@ -126,29 +136,43 @@ def infer(request: pytest.FixtureRequest, inference_engine: Engine) -> Recorder:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """Judge the budgets after the test body; the body's own failure always wins."""
-    limits = _limits(item)
+    spec = _budget(item)
     try:
         result = yield
     except BaseException:
-        _record(item, limits)
+        _record(item, spec)
         raise
-    record = _record(item, limits)
-    if limits and record is not None:
-        if not record.responses:
+    record = _record(item, spec)
+    if spec and record is not None:
+        if not record.traces and not record.scores:
             pytest.fail(_nothing_recorded(item), pytrace=False)
-        if any(b.verdict != "pass" for b in record.budgets):
+        strict = item.config.stash[SETTINGS].strict
+        failing = {"fail", "unmeasured"} | ({"inconclusive"} if strict else set())
+        if any(b.verdict in failing for b in record.budgets):
             pytest.fail(terminal.violation_message(record.budgets), pytrace=False)
+        if any(b.verdict == "inconclusive" for b in record.budgets):
+            warnings.warn(
+                InconclusiveBudgetWarning(terminal.violation_message(record.budgets)),
+                stacklevel=1,
+            )
     return result
 
 
-def _record(item: pytest.Item, limits: tuple[budget.BudgetLimit, ...]) -> TestRecord | None:
+class InconclusiveBudgetWarning(UserWarning):
+    """A confident budget could not be settled within its samples (strict mode fails it)."""
+
+
+def _record(item: pytest.Item, spec: budget.BudgetSpec) -> TestRecord | None:
     recorder = item.stash.get(RECORDER, None)
-    if recorder is None and not limits:
+    if recorder is None and not spec:
         return None
     from pytest_inferbudget.records import TestRecord
 
-    responses = list(recorder.responses) if recorder else []
-    record = TestRecord(item.nodeid, responses, budget.evaluate(limits, responses))
+    traces = list(recorder.traces) if recorder else []
+    scores = list(recorder.scores) if recorder else []
+    sequential = recorder is not None and recorder.sampled_sequentially
+    results = budget.evaluate(spec, traces, scores, sequential=sequential)
+    record = TestRecord(item.nodeid, traces, results, scores=scores)
     item.stash[RECORD] = record
     return record
 

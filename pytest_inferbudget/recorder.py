@@ -1,39 +1,71 @@
-"""The ``infer`` fixture's object: generates through an engine and keeps every response."""
+"""The ``infer`` fixture's object: generates through an engine and keeps every trace."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
-from pytest_inferbudget.engines import Engine
 from pytest_inferbudget.errors import EngineError, InferBudgetError
-from pytest_inferbudget.records import Prompt, Request, Response
+from pytest_inferbudget.records import Prompt, Request, Response, Score, Trace
+
+if TYPE_CHECKING:
+    from pytest_inferbudget.engines import Engine
+    from pytest_inferbudget.records import BudgetResult
+    from pytest_inferbudget.strategies import Strategy, StrategyResult
+
+PromptInput = Prompt | list[dict[str, str]]
 
 
 class Recorder:
-    """Bound to one engine for one test; ``responses`` is what the budgets are judged on."""
+    """Bound to one engine for one test; ``traces`` and ``scores`` are what the budgets judge."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        judge: Callable[[Recorder], list[BudgetResult]] | None = None,
+        min_samples: int = 1,
+        max_samples: int = 200,
+    ) -> None:
         self.engine = engine
-        self.responses: list[Response] = []
+        self.traces: list[Trace] = []
+        self.scores: list[Score] = []
+        self._judge = judge
+        self.sampled_sequentially = False
+        """Set once sample_until_confident looked at the samples between batches."""
+        self.min_samples = min_samples
+        self.max_samples = max_samples
+        self._trace_of: dict[int, tuple[object, Trace]] = {}
+        """id(result) -> (result, its trace); holding the result keeps its id unique."""
+
+    @property
+    def responses(self) -> list[Response]:
+        return [r for t in self.traces for r in t.responses]
 
     def __call__(
         self,
-        prompt: Prompt | list[dict[str, str]],
+        prompt: PromptInput,
         *,
+        strategy: Strategy | None = None,
         max_new_tokens: int = 64,
         temperature: float = 0.0,
         top_p: float = 1.0,
         n: int = 1,
         seed: int | None = None,
         chat: bool = True,
-    ) -> Response:
-        """Generate for one prompt: greedy by default, ``n`` samples with ``temperature > 0``."""
+    ) -> Any:
+        """Generate for one prompt: greedy by default, ``n`` samples with ``temperature > 0``,
+        or through ``strategy``, whose every engine call is recorded."""
+        if strategy is not None:
+            return self._run_strategy(strategy, _as_prompt(prompt), max_new_tokens, seed)
         request = Request(_as_prompt(prompt), max_new_tokens, temperature, top_p, n, seed, chat)
         return self.run([request])[0]
 
     def generate(
         self,
-        prompts: Sequence[Prompt | list[dict[str, str]]],
+        prompts: Sequence[PromptInput],
         *,
         max_new_tokens: int = 64,
         temperature: float = 0.0,
@@ -52,23 +84,171 @@ class Recorder:
         return self.run(requests)
 
     def run(self, requests: Sequence[Request]) -> list[Response]:
-        """Send prepared requests to the engine and record what comes back."""
-        if not requests:
-            return []
-        try:
-            responses = self.engine.generate(requests)
-        except InferBudgetError:
-            raise
-        except Exception as exc:
-            raise EngineError(f"engine {self.engine.spec} failed: {exc!r}") from exc
-        if len(responses) != len(requests):
-            raise EngineError(
-                f"engine {self.engine.spec} returned {len(responses)} responses for "
-                f"{len(requests)} requests"
+        """Send prepared requests as one batch; each becomes a trace of its own."""
+        responses = _call_engine(self.engine, requests)
+        for response in responses:
+            self._keep(response, Trace((response,)))
+        return responses
+
+    def _run_strategy(
+        self, strategy: Strategy, prompt: Prompt, max_new_tokens: int, seed: int | None
+    ) -> StrategyResult:
+        calls = _RecordingEngine(self.engine)
+        start_ns = time.perf_counter_ns()
+        result = strategy.run(calls, prompt, max_new_tokens=max_new_tokens, seed=seed)
+        wall_ms = (time.perf_counter_ns() - start_ns) / 1e6
+        trace = Trace(tuple(calls.responses), strategy.name, wall_ms, result.answer)
+        self._keep(result, trace)
+        return result
+
+    def _keep(self, result: object, trace: Trace) -> None:
+        self.traces.append(trace)
+        self._trace_of[id(result)] = (result, trace)
+
+    def score(
+        self,
+        result: Response | StrategyResult,
+        *,
+        correct: bool | Sequence[bool],
+        problem: str | None = None,
+        answer: str | Sequence[str | None] | None = None,
+        efficiency: float | None = None,
+    ) -> None:
+        """Record whether a result was right; its cost comes from its own records.
+
+        Samples group by ``problem`` (default: the prompt) for pass@k and eff@k. A
+        response with ``n`` samples takes one ``correct`` (and ``answer``) per sample.
+        """
+        found = self._trace_of.get(id(result))
+        if found is None or found[0] is not result:
+            raise ValueError(
+                "score() takes a result returned by this test's infer(...) or "
+                "infer.generate(...); it cannot price anything else"
             )
+        trace = found[1]
+        if problem is None:
+            problem = _problem_key(trace.responses[0].request.prompt)
+        if isinstance(result, Response) and result.request.n > 1:
+            self._score_samples(result, trace, problem, correct, answer)
+            return
+        if not isinstance(correct, bool):
+            raise TypeError(f"correct must be True or False for one sample, got {correct!r}")
+        if answer is not None and not isinstance(answer, str):
+            raise TypeError(f"answer must be a string for one sample, got {answer!r}")
+        if answer is None and trace.strategy:
+            answer = trace.answer
+        self.scores.append(
+            Score(problem, correct, trace.completion_tokens, trace.e2e_ms, answer, efficiency)
+        )
+
+    def _score_samples(
+        self,
+        result: Response,
+        trace: Trace,
+        problem: str,
+        correct: bool | Sequence[bool],
+        answer: str | Sequence[str | None] | None,
+    ) -> None:
+        n = len(result.generations)
+        if isinstance(correct, bool) or len(correct) != n:
+            raise ValueError(
+                f"this result holds {n} samples; pass correct=[...] with one entry per sample "
+                "(for example [check(text) for text in result.texts])"
+            )
+        answers: Sequence[str | None] = [None] * n if answer is None else answer
+        if isinstance(answers, str) or len(answers) != n:
+            raise ValueError(f"answer must hold one entry per sample ({n}), got {answer!r}")
+        for generation, is_correct, sample_answer in zip(
+            result.generations, correct, answers, strict=True
+        ):
+            self.scores.append(
+                Score(
+                    problem,
+                    bool(is_correct),
+                    generation.completion_tokens,
+                    generation.e2e_ms,
+                    sample_answer,
+                )
+            )
+
+    def sample_until_confident(
+        self, workload: Callable[[], object], *, batch: int = 5
+    ) -> list[BudgetResult]:
+        """Run ``workload`` in batches until every budget on the test has a confident
+        verdict (pass or fail) or ``max_samples`` traces are recorded; see docs/confidence.md.
+        """
+        if self._judge is None:
+            raise InferBudgetError(
+                "sample_until_confident() needs a budget marker with confidence=... on the test"
+            )
+        if batch < 1:
+            raise ValueError(f"batch must be >= 1, got {batch}")
+        self.sampled_sequentially = True
+        while True:
+            before = self.sample_count
+            for _ in range(batch):
+                workload()
+            if self.sample_count == before:
+                raise InferBudgetError(
+                    "the workload recorded no generation and no score; it must call infer(...)"
+                )
+            if self.sample_count < self.min_samples:
+                continue
+            results = self._judge(self)
+            settled = all(r.verdict in ("pass", "fail") for r in results)
+            if settled or any(r.verdict == "fail" for r in results):
+                return results
+            if self.sample_count >= self.max_samples:
+                return results
+
+    @property
+    def sample_count(self) -> int:
+        """Samples so far: traces for cost budgets, or scores for accuracy budgets."""
+        return max(len(self.traces), len(self.scores))
+
+
+class _RecordingEngine:
+    """What a strategy sees: the engine, with every call's responses kept for its trace."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.responses: list[Response] = []
+
+    @property
+    def spec(self) -> str:
+        return self._engine.spec
+
+    def generate(self, requests: Sequence[Request]) -> list[Response]:
+        responses = _call_engine(self._engine, requests)
         self.responses.extend(responses)
         return responses
 
+    def describe(self) -> dict[str, Any]:
+        return self._engine.describe()
 
-def _as_prompt(prompt: Prompt | list[dict[str, str]]) -> Prompt:
+    def close(self) -> None:
+        """The session owns the engine; a strategy cannot close it."""
+
+
+def _call_engine(engine: Engine, requests: Sequence[Request]) -> list[Response]:
+    if not requests:
+        return []
+    try:
+        responses = engine.generate(requests)
+    except InferBudgetError:
+        raise
+    except Exception as exc:
+        raise EngineError(f"engine {engine.spec} failed: {exc!r}") from exc
+    if len(responses) != len(requests):
+        raise EngineError(
+            f"engine {engine.spec} returned {len(responses)} responses for {len(requests)} requests"
+        )
+    return responses
+
+
+def _as_prompt(prompt: PromptInput) -> Prompt:
     return prompt if isinstance(prompt, str) else tuple(prompt)
+
+
+def _problem_key(prompt: Prompt) -> str:
+    return prompt if isinstance(prompt, str) else json.dumps(list(prompt), sort_keys=True)

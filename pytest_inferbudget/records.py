@@ -7,6 +7,7 @@ so records cross xdist's wire, land in JSON reports and come back unchanged.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,10 @@ class Request:
     seed: int | None = None
     chat: bool = True
     """Apply the model's chat template; ``False`` sends the prompt as raw text."""
+    prefill: str = ""
+    """Text the answer must start with, continued by the model (budget forcing, formats)."""
+    logprobs: bool = False
+    """Ask the engine for each completion's mean token log-probability."""
 
     def __post_init__(self) -> None:
         if isinstance(self.prompt, list):
@@ -76,6 +81,8 @@ class Request:
             "n": self.n,
             "seed": self.seed,
             "chat": self.chat,
+            "prefill": self.prefill,
+            "logprobs": self.logprobs,
         }
 
     @classmethod
@@ -89,6 +96,8 @@ class Request:
             n=data["n"],
             seed=data["seed"],
             chat=data["chat"],
+            prefill=data.get("prefill", ""),
+            logprobs=data.get("logprobs", False),
         )
 
 
@@ -110,6 +119,8 @@ class Generation:
     e2e_ms: float | None = None
     ttft_ms: float | None = None
     tpot_ms: float | None = None
+    mean_logprob: float | None = None
+    """Mean log-probability of the completion's tokens under the model, when asked for."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -120,11 +131,21 @@ class Generation:
             "e2e_ms": self.e2e_ms,
             "ttft_ms": self.ttft_ms,
             "tpot_ms": self.tpot_ms,
+            "mean_logprob": self.mean_logprob,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Generation:
-        return cls(**{key: data[key] for key in cls.__slots__})
+        return cls(
+            text=data["text"],
+            prompt_tokens=data["prompt_tokens"],
+            completion_tokens=data["completion_tokens"],
+            finish_reason=data["finish_reason"],
+            e2e_ms=data["e2e_ms"],
+            ttft_ms=data["ttft_ms"],
+            tpot_ms=data["tpot_ms"],
+            mean_logprob=data.get("mean_logprob"),
+        )
 
 
 def tpot_ms(e2e_ms: float | None, ttft_ms: float | None, completion_tokens: int) -> float | None:
@@ -200,6 +221,99 @@ class Response:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Trace:
+    """One logical request as the test sees it: a prompt sent through ``infer``, or one
+    strategy run with every engine call it made. Per-request budgets sample traces, so
+    a best-of-8 request costs its 8 samples and a 3-round revision its 3 calls.
+    """
+
+    responses: tuple[Response, ...]
+    strategy: str = ""
+    """The strategy's name; empty for a plain request."""
+    wall_ms: float | None = None
+    """A strategy run's wall time, measured around all its calls; None for a plain request."""
+    answer: str | None = None
+    """The strategy's chosen answer, where it extracts one."""
+
+    @property
+    def generations(self) -> tuple[Generation, ...]:
+        return tuple(g for r in self.responses for g in r.generations)
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(r.completion_tokens for r in self.responses)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(g.prompt_tokens for g in self.generations)
+
+    @property
+    def e2e_ms(self) -> float | None:
+        if self.wall_ms is not None:
+            return self.wall_ms
+        return _max_or_none(r.e2e_ms for r in self.responses)
+
+    @property
+    def ttft_ms(self) -> float | None:
+        """The first engine call's first token (a strategy's later calls come after it)."""
+        return self.responses[0].ttft_ms if self.responses else None
+
+    @property
+    def tpot_ms(self) -> float | None:
+        values = [g.tpot_ms for g in self.generations if g.tpot_ms is not None]
+        return sum(values) / len(values) if values else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy,
+            "wall_ms": self.wall_ms,
+            "answer": self.answer,
+            "responses": [r.to_dict() for r in self.responses],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Trace:
+        return cls(
+            responses=tuple(Response.from_dict(r) for r in data["responses"]),
+            strategy=data["strategy"],
+            wall_ms=data["wall_ms"],
+            answer=data["answer"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """One scored sample: was it correct, and what did it cost.
+
+    Samples of one ``problem`` are the n of pass@k; the costs come from the sample's
+    own records, never from the caller.
+    """
+
+    problem: str
+    correct: bool
+    tokens: int
+    """Completion tokens the sample cost (all calls of a strategy run)."""
+    ms: float | None
+    answer: str | None = None
+    efficiency: float | None = None
+    """An efficiency score given explicitly (e.g. from running generated code)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "problem": self.problem,
+            "correct": self.correct,
+            "tokens": self.tokens,
+            "ms": self.ms,
+            "answer": self.answer,
+            "efficiency": self.efficiency,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Score:
+        return cls(**{key: data[key] for key in cls.__slots__})
+
+
 def _max_or_none(values: Any) -> float | None:
     measured = [v for v in values if v is not None]
     return max(measured) if measured else None
@@ -216,8 +330,14 @@ class BudgetResult:
     measured: float | None
     samples: int
     verdict: str
-    """``"pass"``, ``"fail"`` or ``"unmeasured"`` (nothing recorded could measure it)."""
+    """``pass``, ``fail``, ``inconclusive`` (not confident either way) or ``unmeasured``."""
     reason: str = ""
+    direction: str = "at_most"
+    """``at_most`` for costs (measured <= limit), ``at_least`` for floors (accuracy)."""
+    ci_low: float | None = None
+    ci_high: float | None = None
+    confidence: float | None = None
+    """Level of the interval ``[ci_low, ci_high]``; None when none was computed."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -225,15 +345,43 @@ class BudgetResult:
             "limit": self.limit,
             "stat": self.stat,
             "unit": self.unit,
-            "measured": self.measured,
+            "measured": _encode_float(self.measured),
             "samples": self.samples,
             "verdict": self.verdict,
             "reason": self.reason,
+            "direction": self.direction,
+            "ci_low": _encode_float(self.ci_low),
+            "ci_high": _encode_float(self.ci_high),
+            "confidence": self.confidence,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BudgetResult:
-        return cls(**{key: data[key] for key in cls.__slots__})
+        return cls(
+            key=data["key"],
+            limit=data["limit"],
+            stat=data["stat"],
+            unit=data["unit"],
+            measured=_decode_float(data["measured"]),
+            samples=data["samples"],
+            verdict=data["verdict"],
+            reason=data["reason"],
+            direction=data["direction"],
+            ci_low=_decode_float(data["ci_low"]),
+            ci_high=_decode_float(data["ci_high"]),
+            confidence=data["confidence"],
+        )
+
+
+def _encode_float(value: float | None) -> float | str | None:
+    """JSON has no infinity; cost-of-pass with no success is infinite, written "inf"."""
+    if value is not None and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
+
+
+def _decode_float(value: float | str | None) -> float | None:
+    return float(value) if isinstance(value, str) else value
 
 
 @dataclass(slots=True)
@@ -243,17 +391,23 @@ class TestRecord:
     __test__ = False  # not a pytest test class
 
     nodeid: str
-    responses: list[Response] = field(default_factory=list)
+    traces: list[Trace] = field(default_factory=list)
     budgets: list[BudgetResult] = field(default_factory=list)
     outcome: str = ""
-    """The pytest outcome of the test's call phase: passed, failed or skipped."""
+    """The pytest outcome of the test's call phase: passed, failed, skipped or xfailed."""
+    scores: list[Score] = field(default_factory=list)
+
+    @property
+    def responses(self) -> list[Response]:
+        return [r for t in self.traces for r in t.responses]
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "nodeid": self.nodeid,
             "outcome": self.outcome,
             "budgets": [b.to_dict() for b in self.budgets],
-            "responses": [r.to_dict() for r in self.responses],
+            "traces": [t.to_dict() for t in self.traces],
+            "scores": [s.to_dict() for s in self.scores],
         }
 
     @classmethod
@@ -262,7 +416,8 @@ class TestRecord:
             nodeid=data["nodeid"],
             outcome=data["outcome"],
             budgets=[BudgetResult.from_dict(b) for b in data["budgets"]],
-            responses=[Response.from_dict(r) for r in data["responses"]],
+            traces=[Trace.from_dict(t) for t in data["traces"]],
+            scores=[Score.from_dict(s) for s in data["scores"]],
         )
 
 
@@ -296,7 +451,7 @@ class RunRecord:
             "summary": {
                 "tests": len(self.tests),
                 "budgets": len(verdicts),
-                **{v: verdicts.count(v) for v in ("pass", "fail", "unmeasured")},
+                **{v: verdicts.count(v) for v in ("pass", "fail", "inconclusive", "unmeasured")},
             },
             "tests": [t.to_dict() for t in self.tests],
         }

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_inferbudget.budget import BUDGET_METRICS
+from pytest_inferbudget.budget import BUDGET_KEYS, MODIFIERS
 from tests.conftest import ReuseEngine
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -38,8 +38,9 @@ def test_doc_example_passes(
 def test_every_budget_key_option_and_fixture_is_documented() -> None:
     text = "\n".join(page.read_text() for page in DOCS.glob("*.md"))
     names = [
-        *BUDGET_METRICS,
-        "stat",
+        *BUDGET_KEYS,
+        *MODIFIERS,
+        "--inferbudget-strict",
         "--inferbudget-engine",
         "--inferbudget-json",
         "inferbudget_engine",

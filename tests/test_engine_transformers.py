@@ -104,3 +104,20 @@ def test_describe_names_model_device_and_dtype(smollm_engine: Engine) -> None:
     assert info["engine"] == "transformers"
     assert info["device"] == "cpu" and info["dtype"] == "float32"
     assert info["parameters"] > 100_000_000
+
+
+def test_prefill_is_continued_and_logprobs_are_the_models(smollm_engine: Engine) -> None:
+    prefilled, plain = smollm_engine.generate(
+        [
+            Request(CAPITAL, prefill="The answer is", max_new_tokens=8, logprobs=True),
+            Request(CAPITAL, max_new_tokens=16, logprobs=True),
+        ]
+    )
+    assert not prefilled.text.startswith("The answer is")  # only the continuation is returned
+    assert "Paris" in prefilled.text
+    logprob = plain.generations[0].mean_logprob
+    assert logprob is not None and logprob < 0
+    # greedy tokens of a confident short answer are likely: mean probability above 1/2
+    assert logprob > -0.7
+    no_logprobs = smollm_engine.generate([Request(CAPITAL, max_new_tokens=4)])[0]
+    assert no_logprobs.generations[0].mean_logprob is None

@@ -19,7 +19,9 @@ from pytest_inferbudget.records import (
     Request,
     Response,
     RunRecord,
+    Score,
     TestRecord,
+    Trace,
 )
 
 
@@ -31,24 +33,30 @@ def response(tokens: list[int], e2e: list[float | None], ttft: float | None = 10
     return Response(request, generations, "test:engine")
 
 
+def trace(tokens: list[int], e2e: list[float | None], ttft: float | None = 10.0) -> Trace:
+    return Trace((response(tokens, e2e, ttft),))
+
+
 def test_run_record_round_trips_through_json() -> None:
     run = RunRecord("abc", "2026-01-01T00:00:00+00:00", engine={"spec": "x:y"})
+    chat = Response(
+        Request(({"role": "user", "content": "hi"},)), (Generation("ok", 2, 1, "length"),)
+    )
     run.tests.append(
         TestRecord(
             "t.py::test",
+            [trace([3, 4], [20.0, 30.0]), Trace((chat,), "best-of-2", 12.5, "ok")],
             [
-                response([3, 4], [20.0, 30.0]),
-                Response(
-                    Request(({"role": "user", "content": "hi"},)),
-                    (Generation("ok", 2, 1, "length"),),
-                ),
+                BudgetResult("max_tokens", 4.0, "max", "tokens", 4.0, 2, "pass"),
+                BudgetResult("cost_of_pass", 9.0, "", "tokens", float("inf"), 2, "fail", "none"),
             ],
-            [BudgetResult("max_tokens", 4.0, "max", "tokens", 4.0, 2, "pass")],
             "passed",
+            [Score("q", False, 3, 20.0, "7"), Score("q", True, 4, None, None, 0.5)],
         )
     )
-    data = json.loads(json.dumps(run.to_dict()))
+    data = json.loads(json.dumps(run.to_dict(), allow_nan=False))
     assert RunRecord.from_dict(data).to_dict() == run.to_dict()
+    assert data["tests"][0]["budgets"][1]["measured"] == "inf"
 
 
 def test_newer_schema_is_refused() -> None:
@@ -82,7 +90,7 @@ def test_request_level_aggregates_count_every_sample() -> None:
 
 
 def test_evaluate_uses_each_keys_samples_and_statistic() -> None:
-    responses = [response([3], [100.0]), response([9], [300.0]), response([2, 4], [200.0, 250.0])]
+    responses = [trace([3], [100.0]), trace([9], [300.0]), trace([2, 4], [200.0, 250.0])]
     limits = parse_markers(
         [
             ((), {"max_tokens": 8, "tokens_per_request": 6}),
@@ -101,7 +109,7 @@ def test_evaluate_uses_each_keys_samples_and_statistic() -> None:
 
 def test_unmeasured_budgets_say_why() -> None:
     limits = [BudgetLimit("tpot_ms", 50.0, "mean"), BudgetLimit("ms_per_request", 50.0, "mean")]
-    results = evaluate(limits, [response([1], [None], ttft=None)])
+    results = evaluate(limits, [trace([1], [None], ttft=None)])
     assert [r.verdict for r in results] == ["unmeasured", "unmeasured"]
     assert "two or more tokens" in results[0].reason
     assert "end-to-end" in results[1].reason
@@ -112,7 +120,7 @@ def test_same_key_with_two_statistics_is_two_budgets_not_a_conflict() -> None:
     limits = parse_markers(
         [((), {"ms_per_request": 500}), ((), {"ms_per_request": 900, "stat": "p99"})], where="t"
     )
-    assert {(lim.key, lim.stat, lim.limit) for lim in limits} == {
+    assert {(lim.key, lim.stat, lim.limit) for lim in limits.limits} == {
         ("ms_per_request", "mean", 500.0),
         ("ms_per_request", "p99", 900.0),
     }

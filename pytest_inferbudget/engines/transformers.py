@@ -135,7 +135,7 @@ class TransformersEngine:
         start_ns = time.perf_counter_ns()
         groups: dict[tuple[int, float, float, int | None], list[tuple[int, int]]] = {}
         for index, r in enumerate(requests):  # one group per decoding setting, in arrival order
-            key = (r.max_new_tokens, r.temperature, r.top_p, r.seed)
+            key = (r.max_new_tokens, r.temperature, r.top_p, r.seed)  # prefill is per row
             groups.setdefault(key, []).extend((index, sample) for sample in range(r.n))
         generations: dict[tuple[int, int], Generation] = {}
         for group in groups.values():
@@ -157,7 +157,7 @@ class TransformersEngine:
 
     def _prompt_text(self, request: Request) -> str:
         if not request.chat:
-            return str(request.prompt)
+            return str(request.prompt) + request.prefill
         if not self.tokenizer.chat_template:
             raise EngineError(
                 f"{self._spec}: the model has no chat template; pass chat=False to send the "
@@ -171,7 +171,7 @@ class TransformersEngine:
         text: str = self.tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, tokenize=False
         )
-        return text
+        return text + request.prefill
 
     def _generate_rows(self, rows: list[Request], start_ns: int) -> list[Generation]:
         """One batched ``generate`` call; every row shares its decoding settings."""
@@ -194,6 +194,7 @@ class TransformersEngine:
             )
             if first.seed is not None:
                 torch.manual_seed(first.seed)
+        want_logprobs = any(r.logprobs for r in rows)
         clock = _StepClock()
         try:
             with torch.inference_mode():
@@ -203,15 +204,33 @@ class TransformersEngine:
                     pad_token_id=self.tokenizer.pad_token_id,
                     eos_token_id=sorted(self.eos_token_ids),
                     streamer=clock,
+                    return_dict_in_generate=True,
+                    output_logits=want_logprobs,
                 )
         except Exception as exc:  # an engine fault, reported apart from budget violations
             raise EngineError(f"{self._spec}: generate failed: {exc}") from exc
         prompt_width = encoded["input_ids"].shape[1]
+        new_tokens = output.sequences[:, prompt_width:]
+        token_logprobs = None
+        if want_logprobs:
+            # raw logits, before temperature and top-p: the model's own probabilities
+            logits = torch.stack(output.logits, dim=1).float()
+            token_logprobs = (
+                torch.log_softmax(logits, dim=-1)
+                .gather(-1, new_tokens.unsqueeze(-1))
+                .squeeze(-1)
+                .tolist()
+            )
         prompt_tokens = encoded["attention_mask"].sum(dim=1).tolist()
         step_ns = clock.times_ns[1:]  # [0] is the prompt
         results = []
-        for row, new_ids in enumerate(output[:, prompt_width:].tolist()):
+        for row, new_ids in enumerate(new_tokens.tolist()):
             length, finish_reason = self._completion_length(new_ids, first.max_new_tokens)
+            mean_logprob = (
+                sum(token_logprobs[row][:length]) / length
+                if token_logprobs is not None and length
+                else None
+            )
             e2e_ms = (step_ns[length - 1] - start_ns) / 1e6 if length else None
             ttft_ms = (step_ns[0] - start_ns) / 1e6 if length else None
             results.append(
@@ -223,6 +242,7 @@ class TransformersEngine:
                     e2e_ms=e2e_ms,
                     ttft_ms=ttft_ms,
                     tpot_ms=tpot_ms(e2e_ms, ttft_ms, length),
+                    mean_logprob=mean_logprob,
                 )
             )
         return results

@@ -8,29 +8,44 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pytest_inferbudget.records import BudgetResult, RunRecord
 
-HEADER = ("budget", "limit", "measured", "stat", "samples", "verdict")
+HEADER = ("budget", "limit", "measured", "interval", "stat", "samples", "verdict")
 
 
 def format_value(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
+    suffix = f" {unit}" if unit else ""
+    if value in (float("inf"), float("-inf")):
+        return f"{value}{suffix}"
     if unit == "tokens" and float(value).is_integer():
         return f"{int(value)} tokens"
-    if unit == "tokens":
-        return f"{value:.1f} tokens"
-    return f"{value:.1f} {unit}" if abs(value) < 1e5 else f"{value:.4g} {unit}"
+    if unit in ("tokens", "ms"):
+        return f"{value:.1f}{suffix}" if abs(value) < 1e5 else f"{value:.4g}{suffix}"
+    return f"{value:.4g}{suffix}"
 
 
-def format_limit(limit: float, unit: str) -> str:
-    return f"{limit:g} {unit}"
+def format_limit(limit: float, unit: str, direction: str) -> str:
+    text = f"{limit:g}" + (f" {unit}" if unit else "")
+    return text if direction == "at_most" else f">= {text}"
+
+
+def format_interval(result: BudgetResult) -> str:
+    """``[low, high] @95%``; a side no sample could bound shows as ``?``."""
+    if result.confidence is None:
+        return ""
+    low, high = (
+        "?" if v is None else format_value(v, "").strip() for v in (result.ci_low, result.ci_high)
+    )
+    return f"[{low}, {high}] @{result.confidence:.0%}"
 
 
 def budget_rows(results: Sequence[BudgetResult]) -> list[tuple[str, ...]]:
     return [
         (
             r.key,
-            format_limit(r.limit, r.unit),
+            format_limit(r.limit, r.unit, r.direction),
             format_value(r.measured, r.unit),
+            format_interval(r),
             r.stat,
             str(r.samples),
             r.verdict.upper() if r.verdict != "pass" else r.verdict,
@@ -70,10 +85,21 @@ def summary_lines(run: RunRecord) -> list[str]:
     described = ", ".join(str(run.engine[k]) for k in ("device", "dtype") if k in run.engine)
     lines = [f"engine: {engine}" + (f" ({described})" if described else "")] if engine else []
     lines += render_table(header, rows)
+    lines += [
+        f"{test.nodeid} {b.key}: {b.verdict}: {b.reason}"
+        for test in budgeted
+        for b in test.budgets
+        if b.verdict in ("inconclusive", "unmeasured") and b.reason
+    ]
     verdicts = [b.verdict for t in budgeted for b in t.budgets]
     counts = ", ".join(
         f"{verdicts.count(v)} {label}"
-        for v, label in (("pass", "passed"), ("fail", "failed"), ("unmeasured", "unmeasured"))
+        for v, label in (
+            ("pass", "passed"),
+            ("fail", "failed"),
+            ("inconclusive", "inconclusive"),
+            ("unmeasured", "unmeasured"),
+        )
         if verdicts.count(v)
     )
     lines.append(f"{len(verdicts)} budget(s) in {len(budgeted)} test(s): {counts}")
