@@ -12,6 +12,8 @@ recorded; *accuracy* keys aggregate the scores given with ``infer.score``.
 
 from __future__ import annotations
 
+import dataclasses
+import fnmatch
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +45,11 @@ class CostMetric:
     unmeasured_hint: str = ""
     bounded: bool = False
     """Token counts are bounded by ``max_new_tokens``, which allows confident means."""
+    needs_hardware: bool = False
+    """Measured by a hardware meter: unmeasured here means skipped, not failed (unless
+    strict), since the machine, not the code, lacks what the budget needs."""
+    ratio: Callable[[Sequence[Trace], str], tuple[float | None, float]] | None = None
+    """A total over the test (numerator, denominator) instead of per-trace samples."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +89,53 @@ COST_METRICS: dict[str, CostMetric] = {
             lambda t: [t.tpot_ms],
             unmeasured_hint="time per output token needs a completion of two or more tokens",
         ),
+        CostMetric(
+            "joules_per_token",
+            "J/token",
+            lambda t: [],
+            fixed_stat="total",
+            needs_hardware=True,
+            ratio=lambda traces, kind: _joules_and_tokens(traces, kind),
+        ),
+        CostMetric(
+            "joules_per_request",
+            "J",
+            lambda t: [],  # read through _energy_samples, which knows gross from net
+            needs_hardware=True,
+        ),
+        CostMetric(
+            "peak_memory_mb",
+            "MB",
+            lambda t: [t.peak_memory_mb],
+            fixed_stat="max",
+            needs_hardware=True,
+            unmeasured_hint="the memory meter could not read this process's peak RSS",
+        ),
     )
 }
+ENERGY_KEYS = ("joules_per_token", "joules_per_request")
+
+
+def _joules_and_tokens(traces: Sequence[Trace], kind: str) -> tuple[float | None, float]:
+    """Energy over the measured windows per output token, as vLLM's and Zeus's meters
+    report it: a ratio of totals, not a mean of per-request ratios."""
+    energies = [t.energy(kind) for t in traces]
+    if not energies or any(e is None for e in energies):
+        return None, 0.0
+    return math.fsum(e for e in energies if e is not None), float(
+        sum(t.completion_tokens for t in traces)
+    )
+
+
+def _energy_note(traces: Sequence[Trace]) -> str:
+    for trace in traces:
+        for response in trace.responses:
+            if response.energy is None:
+                return "no energy meter ran (--inferbudget-energy=off)"
+            if response.energy.get("method") == "unmeasured":
+                return f"energy unmeasured: {response.energy.get('note') or 'no meter'}"
+    return "energy was not measured for every request"
+
 
 ACCURACY_METRICS: dict[str, AccuracyMetric] = {
     metric.key: metric
@@ -106,11 +158,12 @@ MODIFIERS = (
     "eff_cost",
     "eff_alpha",
     "cost_unit",
+    "energy",
+    "hardware",
 )
+ENERGY_KINDS = ("gross", "net")
 
-PLANNED_KEYS = frozenset(
-    {"joules_per_token", "joules_per_request", "idealized_ms_per_request", "hardware"}
-)
+PLANNED_KEYS = frozenset({"idealized_ms_per_request"})
 """Keys DESIGN.md names that this version does not check yet: refused, never ignored."""
 
 
@@ -127,6 +180,10 @@ class BudgetLimit:
     """eff@k and cost-of-pass: what a sample's cost is counted in."""
     alpha: float = 2.0
     """eff@k: ENAMEL's censoring factor; a cost at or beyond alpha x reference scores 0."""
+    energy: str = "gross"
+    """Energy keys: ``gross`` as metered, or ``net`` of the idle power."""
+    hardware: str | None = None
+    """A pattern matched against the machine; None is the limit for any other machine."""
 
     @property
     def direction(self) -> str:
@@ -236,10 +293,11 @@ def parse_marker_kwargs(kwargs: Mapping[str, Any], *, where: str) -> list[Budget
         reference = _positive(reference, where=where, key="eff_reference", unit="")
     cost = _choice(kwargs.get("eff_cost", "tokens"), COST_UNITS, where=where, key="eff_cost")
     cost_unit = _choice(kwargs.get("cost_unit", "tokens"), COST_UNITS, where=where, key="cost_unit")
+    energy = _choice(kwargs.get("energy", "gross"), ENERGY_KINDS, where=where, key="energy")
     alpha = _positive(kwargs.get("eff_alpha", 2.0), where=where, key="eff_alpha", unit="")
     if alpha <= 1:
         raise BudgetSpecError(f"{_where(where, 'eff_alpha', alpha)} must be above 1")
-    limits = []
+    limits: list[BudgetLimit] = []
     for key, value in kwargs.items():
         if key in COST_METRICS:
             metric = COST_METRICS[key]
@@ -248,7 +306,9 @@ def parse_marker_kwargs(kwargs: Mapping[str, Any], *, where: str) -> list[Budget
             key_confidence = None if metric.fixed_stat else confidence
             if key_confidence is not None:
                 _check_confident_cost(metric, key_stat, where)
-            limits.append(BudgetLimit(key, limit, key_stat, confidence=key_confidence))
+            limits.append(
+                BudgetLimit(key, limit, key_stat, confidence=key_confidence, energy=energy)
+            )
         elif key in ACCURACY_METRICS:
             if ACCURACY_METRICS[key].takes_k:
                 k, floor = _k_and_floor(value, where=where, key=key)
@@ -264,12 +324,39 @@ def parse_marker_kwargs(kwargs: Mapping[str, Any], *, where: str) -> list[Budget
                 unit = cost_unit if key == "cost_of_pass" else ""
                 limit = _positive(value, where=where, key=key, unit=unit)
                 limits.append(BudgetLimit(key, limit, "mean", cost=cost_unit))
+    limits += _hardware_limits(kwargs, where)
     if not limits:
         raise BudgetSpecError(
             f"{where}: budget marker sets no limit; give at least one of {', '.join(BUDGET_KEYS)}"
         )
     if "eff_reference" in kwargs and not any(lim.key == "eff_at_k" for lim in limits):
         raise BudgetSpecError(f"{where}: eff_reference= is given without eff_at_k in its marker")
+    return limits
+
+
+def _hardware_limits(kwargs: Mapping[str, Any], where: str) -> list[BudgetLimit]:
+    """``hardware={"cuda:*H100*": {"ms_per_request": 80}}``: limits for matching machines,
+    taking the marker's modifiers unless they set their own."""
+    variants = kwargs.get("hardware")
+    if variants is None:
+        return []
+    if not isinstance(variants, Mapping) or not variants:
+        raise BudgetSpecError(
+            f"{_where(where, 'hardware', variants)} must map a machine pattern to limits, "
+            "for example hardware={'cuda:*H100*': {'ms_per_request': 80}}"
+        )
+    outer = {k: v for k, v in kwargs.items() if k in MODIFIERS and k != "hardware"}
+    limits = []
+    for pattern, inner in variants.items():
+        if not isinstance(pattern, str) or not isinstance(inner, Mapping) or not inner:
+            raise BudgetSpecError(
+                f"{where}: budget hardware entry {pattern!r}: {inner!r} must be a pattern "
+                "string mapped to a dict of limits"
+            )
+        if "hardware" in inner:
+            raise BudgetSpecError(f"{where}: budget hardware entries cannot nest hardware=")
+        for limit in parse_marker_kwargs({**outer, **inner}, where=f"{where} [{pattern}]"):
+            limits.append(dataclasses.replace(limit, hardware=pattern))
     return limits
 
 
@@ -305,7 +392,7 @@ def parse_markers(
     markers: Iterable[tuple[Sequence[Any], Mapping[str, Any]]], *, where: str
 ) -> BudgetSpec:
     """Merge several ``budget`` markers (``(args, kwargs)`` each) into one spec."""
-    merged: dict[tuple[str, str, int | None], BudgetLimit] = {}
+    merged: dict[tuple[str, str, int | None, str | None], BudgetLimit] = {}
     caps: dict[str, int] = {}
     for args, kwargs in markers:
         if args:
@@ -314,7 +401,7 @@ def parse_markers(
                 f"@pytest.mark.budget(ms_per_request=500); got positional {tuple(args)!r}"
             )
         for limit in parse_marker_kwargs(kwargs, where=where):
-            slot = (limit.key, limit.stat, limit.k)
+            slot = (limit.key, limit.stat, limit.k, limit.hardware)
             earlier = merged.get(slot)
             if earlier is not None and earlier != limit:
                 raise BudgetSpecError(
@@ -367,15 +454,19 @@ def evaluate(
     scores: Sequence[Score] = (),
     *,
     sequential: bool = False,
+    machine: str = "",
 ) -> list[BudgetResult]:
     """Judge each limit against the test's traces and scores.
 
     ``sequential`` says the samples were looked at after every batch, which calls for
-    the anytime-valid construction for quantiles.
+    the anytime-valid construction for quantiles. ``machine`` (``"DEVICE: NAME"``) picks
+    the ``hardware=`` limits that apply here.
     """
     from pytest_inferbudget.records import BudgetResult
 
-    limits = spec.limits if isinstance(spec, BudgetSpec) else tuple(spec)
+    limits = select_for_machine(
+        spec.limits if isinstance(spec, BudgetSpec) else tuple(spec), machine
+    )
     results = []
     for limit in limits:
         if limit.key in COST_METRICS:
@@ -401,6 +492,28 @@ def evaluate(
     return results
 
 
+def needs_hardware(label: str) -> bool:
+    """Whether a result's key is measured by a hardware meter (see CostMetric)."""
+    metric = COST_METRICS.get(label)
+    return metric is not None and metric.needs_hardware
+
+
+def select_for_machine(limits: Sequence[BudgetLimit], machine: str) -> list[BudgetLimit]:
+    """Per key, the first ``hardware=`` limit whose pattern matches ``machine``
+    (shell-style, case-insensitive), else the marker's plain limit; a key with only
+    non-matching hardware limits is not checked on this machine."""
+    chosen: dict[tuple[str, str, int | None], BudgetLimit] = {}
+    for limit in limits:
+        slot = (limit.key, limit.stat, limit.k)
+        if limit.hardware is None:
+            chosen.setdefault(slot, limit)
+        elif fnmatch.fnmatch(machine.lower(), limit.hardware.lower()) and (
+            slot not in chosen or chosen[slot].hardware is None
+        ):
+            chosen[slot] = limit
+    return list(chosen.values())
+
+
 def _point_verdict(measured: float, limit: BudgetLimit) -> str:
     if limit.direction == "at_most":
         return "pass" if measured <= limit.limit else "fail"
@@ -409,14 +522,15 @@ def _point_verdict(measured: float, limit: BudgetLimit) -> str:
 
 def _judge_cost(limit: BudgetLimit, traces: Sequence[Trace], sequential: bool) -> _Judgement:
     metric = COST_METRICS[limit.key]
-    samples = [value for t in traces for value in metric.samples(t) if value is not None]
+    if metric.ratio is not None:
+        return _judge_total(limit, metric, traces)
+    if limit.key == "joules_per_request":
+        measured_values = [t.energy(limit.energy) for t in traces]
+    else:
+        measured_values = [value for t in traces for value in metric.samples(t)]
+    samples = [value for value in measured_values if value is not None]
     if not samples:
-        reason = (
-            "the test recorded no generation"
-            if not traces
-            else metric.unmeasured_hint or f"no request measured {limit.key}"
-        )
-        return _Judgement(None, 0, "unmeasured", reason)
+        return _Judgement(None, 0, "unmeasured", _unmeasured_reason(metric, traces))
     measured = summarize(samples, limit.stat)
     if limit.confidence is None:
         return _Judgement(measured, len(samples), _point_verdict(measured, limit))
@@ -444,6 +558,26 @@ def _judge_cost(limit: BudgetLimit, traces: Sequence[Trace], sequential: bool) -
         )
     reason = "" if verdict != "inconclusive" else _inconclusive_reason(limit, len(samples))
     return _Judgement(measured, len(samples), verdict, reason, ci, limit.confidence)
+
+
+def _unmeasured_reason(metric: CostMetric, traces: Sequence[Trace]) -> str:
+    if not traces:
+        return "the test recorded no generation"
+    if metric.key in ENERGY_KEYS:
+        return _energy_note(traces)
+    return metric.unmeasured_hint or f"no request measured {metric.key}"
+
+
+def _judge_total(limit: BudgetLimit, metric: CostMetric, traces: Sequence[Trace]) -> _Judgement:
+    if metric.ratio is None:
+        raise TypeError(f"{metric.key} is not a ratio of totals")
+    numerator, denominator = metric.ratio(traces, limit.energy)
+    if numerator is None:
+        return _Judgement(None, 0, "unmeasured", _unmeasured_reason(metric, traces))
+    if denominator == 0:
+        return _Judgement(None, len(traces), "unmeasured", "the requests produced no tokens")
+    measured = numerator / denominator
+    return _Judgement(measured, len(traces), _point_verdict(measured, limit))
 
 
 def _inconclusive_reason(limit: BudgetLimit, samples: int) -> str:

@@ -32,6 +32,19 @@ def add_options(parser: pytest.Parser) -> None:
         default=False,
         help="fail budgets whose verdict is inconclusive instead of warning",
     )
+    group.addoption(
+        "--inferbudget-energy",
+        metavar="METER",
+        default=None,
+        help="energy meter: auto (NVML, else RAPL, else none), nvml, rapl or off "
+        "(default: ini inferbudget_energy, else auto)",
+    )
+    parser.addini("inferbudget_energy", help="default energy meter (auto)", default="auto")
+    parser.addini(
+        "inferbudget_rapl_root",
+        help="powercap directory the RAPL meter reads (default /sys/class/powercap)",
+        default="",
+    )
     parser.addini(
         "inferbudget_engine",
         help=f"default engine spec NAME:TARGET (default {DEFAULT_ENGINE_SPEC})",
@@ -44,6 +57,8 @@ class Settings:
     engine: str
     json_path: Path | None
     strict: bool = False
+    energy: str = "auto"
+    rapl_root: str | None = None
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -53,8 +68,11 @@ class Settings:
         except EngineSpecError as exc:
             raise pytest.UsageError(str(exc)) from exc
         json_path = config.getoption("inferbudget_json")
+        energy = config.getoption("inferbudget_energy") or config.getini("inferbudget_energy")
         return cls(
             engine=str(engine),
             json_path=Path(config.invocation_params.dir, json_path) if json_path else None,
             strict=bool(config.getoption("inferbudget_strict")),
+            energy=str(energy),
+            rapl_root=str(config.getini("inferbudget_rapl_root")) or None,
         )

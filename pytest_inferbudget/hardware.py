@@ -23,6 +23,14 @@ def fingerprint() -> dict[str, Any]:
     }
 
 
+def machine_label(engine: dict[str, Any]) -> str:
+    """``DEVICE: NAME`` for per-hardware budgets: ``cuda: NVIDIA H100 80GB HBM3`` or
+    ``cpu: Intel(R) Xeon(R) ...``."""
+    device = str(engine.get("device", "cpu"))
+    name = engine.get("gpu") if device.startswith("cuda") else None
+    return f"{device}: {name or _cpu_model()}"
+
+
 def library_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in LIBRARIES:

@@ -22,7 +22,8 @@ from pytest_inferbudget.errors import BudgetSpecError, InferBudgetError
 from pytest_inferbudget.report import terminal
 
 if TYPE_CHECKING:  # records and the recorder load with the first test, not at start-up
-    from pytest_inferbudget.recorder import Recorder
+    from pytest_inferbudget.meters import Meter
+    from pytest_inferbudget.recorder import Metering, Recorder
     from pytest_inferbudget.records import RunRecord, TestRecord
 
 SETTINGS = pytest.StashKey[Settings]()
@@ -113,22 +114,55 @@ def inference_engine(pytestconfig: pytest.Config) -> Iterator[Engine]:
     engine.close()
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_inferbudget_make_meter(choice: str, config: pytest.Config) -> Meter:
+    from pytest_inferbudget.meters import select_meter
+
+    return select_meter(choice, rapl_root=config.stash[SETTINGS].rapl_root)
+
+
+@pytest.fixture(scope="session")
+def inferbudget_metering(pytestconfig: pytest.Config) -> Iterator[Metering]:
+    """The energy meter (--inferbudget-energy) and the memory meter every call runs in."""
+    from pytest_inferbudget.meters import MemoryMeter
+    from pytest_inferbudget.recorder import Metering
+
+    choice = pytestconfig.stash[SETTINGS].energy
+    try:
+        meter = pytestconfig.hook.pytest_inferbudget_make_meter(choice=choice, config=pytestconfig)
+    except InferBudgetError as exc:
+        pytest.fail(f"inferbudget: energy meter {choice!r}: {exc}", pytrace=False)
+    if meter is None:
+        pytest.fail(f"inferbudget: no plugin could build energy meter {choice!r}", pytrace=False)
+    pytestconfig.stash[REPORTER].note_meter(meter)
+    metering = Metering(energy=meter, memory=MemoryMeter())
+    yield metering
+    meter.close()
+    metering.memory.close()  # type: ignore[union-attr]
+
+
 @pytest.fixture
-def infer(request: pytest.FixtureRequest, inference_engine: Engine) -> Recorder:
+def infer(
+    request: pytest.FixtureRequest, inference_engine: Engine, inferbudget_metering: Metering
+) -> Recorder:
     """Generate through the session's engine; every generation counts toward the budgets."""
     from pytest_inferbudget.recorder import Recorder
 
-    request.config.stash[REPORTER].note_engine(inference_engine)
+    reporter = request.config.stash[REPORTER]
+    reporter.note_engine(inference_engine)
     spec = _budget(request.node)
     if spec.confident:
         recorder = Recorder(
             inference_engine,
-            judge=lambda r: budget.evaluate(spec, r.traces, r.scores, sequential=True),
+            metering=inferbudget_metering,
+            judge=lambda r: budget.evaluate(
+                spec, r.traces, r.scores, sequential=True, machine=reporter.machine
+            ),
             min_samples=spec.min_samples or 1,
             max_samples=spec.max_samples or 200,
         )
     else:
-        recorder = Recorder(inference_engine)
+        recorder = Recorder(inference_engine, metering=inferbudget_metering)
     request.node.stash[RECORDER] = recorder
     return recorder
 
@@ -147,9 +181,27 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         if not record.traces and not record.scores:
             pytest.fail(_nothing_recorded(item), pytrace=False)
         strict = item.config.stash[SETTINGS].strict
-        failing = {"fail", "unmeasured"} | ({"inconclusive"} if strict else set())
-        if any(b.verdict in failing for b in record.budgets):
+        hardware_unmeasured = [
+            b for b in record.budgets if b.verdict == "unmeasured" and budget.needs_hardware(b.key)
+        ]
+        failing = [
+            b
+            for b in record.budgets
+            if b.verdict == "fail"
+            or (b.verdict == "unmeasured" and (strict or b not in hardware_unmeasured))
+            or (b.verdict == "inconclusive" and strict)
+        ]
+        if failing:
             pytest.fail(terminal.violation_message(record.budgets), pytrace=False)
+        if hardware_unmeasured:
+            by_reason: dict[str, list[str]] = {}
+            for b in hardware_unmeasured:
+                by_reason.setdefault(b.reason, []).append(b.key)
+            pytest.skip(
+                "inferbudget: unmeasured on this machine: "
+                + "; ".join(f"{', '.join(keys)}: {why}" for why, keys in by_reason.items())
+                + " (--inferbudget-strict fails instead)"
+            )
         if any(b.verdict == "inconclusive" for b in record.budgets):
             warnings.warn(
                 InconclusiveBudgetWarning(terminal.violation_message(record.budgets)),
@@ -171,7 +223,8 @@ def _record(item: pytest.Item, spec: budget.BudgetSpec) -> TestRecord | None:
     traces = list(recorder.traces) if recorder else []
     scores = list(recorder.scores) if recorder else []
     sequential = recorder is not None and recorder.sampled_sequentially
-    results = budget.evaluate(spec, traces, scores, sequential=sequential)
+    machine = item.config.stash[REPORTER].machine
+    results = budget.evaluate(spec, traces, scores, sequential=sequential, machine=machine)
     record = TestRecord(item.nodeid, traces, results, scores=scores)
     item.stash[RECORD] = record
     return record
@@ -212,18 +265,30 @@ class RunReporter:
         self.run_id = uuid.uuid4().hex
         self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
         self.engine: dict[str, Any] = {"spec": self.settings.engine}
+        self.meters: dict[str, Any] = {}
+        self.machine = ""
+        """``DEVICE: NAME`` of the engine's hardware, matched by ``hardware=`` budgets."""
         self.tests: list[TestRecord] = []
         self.report_written = False
 
     def note_engine(self, engine: Engine) -> None:
         """Describe the engine actually used, which a conftest may have swapped in."""
         if self.engine.get("spec") != engine.spec or len(self.engine) == 1:
+            from pytest_inferbudget.hardware import machine_label
+
             self.engine = {"spec": engine.spec, **engine.describe()}
+            self.machine = machine_label(self.engine)
+
+    def note_meter(self, meter: Meter) -> None:
+        available, reason = meter.available()
+        self.meters = {"energy": meter.name, "energy_available": available, "energy_note": reason}
 
     def run_record(self) -> RunRecord:
         from pytest_inferbudget.records import RunRecord
 
-        return RunRecord(self.run_id, self.started_at, engine=self.engine, tests=self.tests)
+        return RunRecord(
+            self.run_id, self.started_at, engine=self.engine, tests=self.tests, meters=self.meters
+        )
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         data = getattr(report, REPORT_KEY, None)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pytest_inferbudget.errors import EngineError, InferBudgetError
@@ -12,10 +15,59 @@ from pytest_inferbudget.records import Prompt, Request, Response, Score, Trace
 
 if TYPE_CHECKING:
     from pytest_inferbudget.engines import Engine
+    from pytest_inferbudget.meters import MemoryMeter, Meter
     from pytest_inferbudget.records import BudgetResult
     from pytest_inferbudget.strategies import Strategy, StrategyResult
 
 PromptInput = Prompt | list[dict[str, str]]
+
+
+@dataclass(slots=True)
+class Metering:
+    """The meters that watch every engine call; either may be absent."""
+
+    energy: Meter | None = None
+    memory: MemoryMeter | None = None
+    _windows: itertools.count[int] = dataclasses.field(default_factory=itertools.count)
+
+    def call(self, engine: Engine, requests: Sequence[Request]) -> list[Response]:
+        """One engine call inside one energy and memory window, shared out per request.
+
+        A batch's energy is split between its requests in proportion to their
+        completion tokens (equally when none produced any).
+        """
+        key = f"engine-call-{next(self._windows)}"
+        if self.energy is not None:
+            self.energy.begin_window(key)
+        if self.memory is not None:
+            self.memory.begin_window(key)
+        try:
+            responses = _call_engine(engine, requests)
+        finally:
+            energy = self.energy.end_window(key) if self.energy is not None else None
+            memory = self.memory.end_window(key) if self.memory is not None else None
+        peak_mb = memory.peak_rss_mb if memory is not None else None
+        tokens = [r.completion_tokens for r in responses]
+        total = sum(tokens)
+        shared = []
+        for response, count in zip(responses, tokens, strict=True):
+            share = count / total if total else 1 / len(responses)
+            shared.append(
+                dataclasses.replace(
+                    response,
+                    energy=_energy_share(energy.to_dict(), share) if energy is not None else None,
+                    peak_memory_mb=peak_mb,
+                )
+            )
+        return shared
+
+
+def _energy_share(measurement: dict[str, Any], share: float) -> dict[str, Any]:
+    scaled = dict(measurement, share=share)
+    for key in ("gross_energy_j", "idle_energy_j", "net_energy_j"):
+        if scaled.get(key) is not None:
+            scaled[key] = scaled[key] * share
+    return scaled
 
 
 class Recorder:
@@ -25,11 +77,13 @@ class Recorder:
         self,
         engine: Engine,
         *,
+        metering: Metering | None = None,
         judge: Callable[[Recorder], list[BudgetResult]] | None = None,
         min_samples: int = 1,
         max_samples: int = 200,
     ) -> None:
         self.engine = engine
+        self.metering = metering or Metering()
         self.traces: list[Trace] = []
         self.scores: list[Score] = []
         self._judge = judge
@@ -85,7 +139,7 @@ class Recorder:
 
     def run(self, requests: Sequence[Request]) -> list[Response]:
         """Send prepared requests as one batch; each becomes a trace of its own."""
-        responses = _call_engine(self.engine, requests)
+        responses = self.metering.call(self.engine, requests)
         for response in responses:
             self._keep(response, Trace((response,)))
         return responses
@@ -93,7 +147,7 @@ class Recorder:
     def _run_strategy(
         self, strategy: Strategy, prompt: Prompt, max_new_tokens: int, seed: int | None
     ) -> StrategyResult:
-        calls = _RecordingEngine(self.engine)
+        calls = _RecordingEngine(self.engine, self.metering)
         start_ns = time.perf_counter_ns()
         result = strategy.run(calls, prompt, max_new_tokens=max_new_tokens, seed=seed)
         wall_ms = (time.perf_counter_ns() - start_ns) / 1e6
@@ -210,8 +264,9 @@ class Recorder:
 class _RecordingEngine:
     """What a strategy sees: the engine, with every call's responses kept for its trace."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, metering: Metering) -> None:
         self._engine = engine
+        self._metering = metering
         self.responses: list[Response] = []
 
     @property
@@ -219,7 +274,7 @@ class _RecordingEngine:
         return self._engine.spec
 
     def generate(self, requests: Sequence[Request]) -> list[Response]:
-        responses = _call_engine(self._engine, requests)
+        responses = self._metering.call(self._engine, requests)
         self.responses.extend(responses)
         return responses
 

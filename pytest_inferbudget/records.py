@@ -166,6 +166,19 @@ class Response:
     request: Request
     generations: tuple[Generation, ...]
     engine: str = ""
+    energy: dict[str, Any] | None = None
+    """This request's share of its engine call's energy window (``EnergyMeasurement``
+    fields, joules split by completion tokens); None when no meter ran."""
+    peak_memory_mb: float | None = None
+    """Peak resident memory of the process during the engine call that served it."""
+
+    @property
+    def energy_j(self) -> float | None:
+        return None if self.energy is None else self.energy.get("gross_energy_j")
+
+    @property
+    def net_energy_j(self) -> float | None:
+        return None if self.energy is None else self.energy.get("net_energy_j")
 
     @property
     def text(self) -> str:
@@ -210,6 +223,8 @@ class Response:
             "engine": self.engine,
             "request": self.request.to_dict(),
             "generations": [g.to_dict() for g in self.generations],
+            "energy": self.energy,
+            "peak_memory_mb": self.peak_memory_mb,
         }
 
     @classmethod
@@ -218,6 +233,8 @@ class Response:
             request=Request.from_dict(data["request"]),
             generations=tuple(Generation.from_dict(g) for g in data["generations"]),
             engine=data["engine"],
+            energy=data.get("energy"),
+            peak_memory_mb=data.get("peak_memory_mb"),
         )
 
 
@@ -263,6 +280,17 @@ class Trace:
     def tpot_ms(self) -> float | None:
         values = [g.tpot_ms for g in self.generations if g.tpot_ms is not None]
         return sum(values) / len(values) if values else None
+
+    def energy(self, kind: str = "gross") -> float | None:
+        """Joules of all the trace's calls: ``gross`` as metered, or ``net`` of idle power."""
+        values = [r.energy_j if kind == "gross" else r.net_energy_j for r in self.responses]
+        if not values or any(v is None for v in values):
+            return None
+        return math.fsum(v for v in values if v is not None)
+
+    @property
+    def peak_memory_mb(self) -> float | None:
+        return _max_or_none(r.peak_memory_mb for r in self.responses)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -437,6 +465,8 @@ class RunRecord:
     hardware: dict[str, Any] = field(default_factory=dict)
     libraries: dict[str, str] = field(default_factory=dict)
     tests: list[TestRecord] = field(default_factory=list)
+    meters: dict[str, Any] = field(default_factory=dict)
+    """Which energy meter ran and why (``{"energy": "off", "energy_note": ...}``)."""
 
     def to_dict(self) -> dict[str, Any]:
         verdicts = [b.verdict for t in self.tests for b in t.budgets]
@@ -448,6 +478,7 @@ class RunRecord:
             "engine": self.engine,
             "hardware": self.hardware,
             "libraries": self.libraries,
+            "meters": self.meters,
             "summary": {
                 "tests": len(self.tests),
                 "budgets": len(verdicts),
@@ -477,4 +508,5 @@ class RunRecord:
             hardware=data["hardware"],
             libraries=data["libraries"],
             tests=[TestRecord.from_dict(t) for t in data["tests"]],
+            meters=data.get("meters", {}),
         )

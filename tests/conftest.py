@@ -7,8 +7,18 @@ from collections.abc import Iterator
 import pytest
 
 from pytest_inferbudget.engines import DEFAULT_ENGINE_SPEC, Engine, EngineSpec, create_engine
+from pytest_inferbudget.models import cache_root
 
 pytest_plugins = ["pytester"]
+
+MODEL_CACHE = cache_root()
+"""Resolved before pytester points HOME at a temporary folder for inner runs."""
+
+
+@pytest.fixture(autouse=True)
+def _shared_model_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inner pytest runs find the provisioned model instead of converting it again."""
+    monkeypatch.setenv("INFERBUDGET_CACHE_DIR", str(MODEL_CACHE))
 
 
 class ReuseEngine:

@@ -117,8 +117,8 @@ def test_quantile_statistic_and_merged_markers(
         ("budget(stat='p95')", "*budget marker sets no limit*"),
         ("budget(100)", "*budget takes keyword limits only*"),
         (
-            "budget(joules_per_token=0.4)",
-            "*budget key 'joules_per_token' is not supported by this version*",
+            "budget(idealized_ms_per_request=50)",
+            "*budget key 'idealized_ms_per_request' is not supported by this version*",
         ),
     ],
 )
