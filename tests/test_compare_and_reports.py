@@ -1,0 +1,532 @@
+"""Run comparison (Mann-Whitney, Holm, exact greedy tokens) and the Markdown/HTML reports."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+import subprocess
+from itertools import combinations
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pytest_inferbudget.compare import (
+    METRICS,
+    Comparison,
+    ComparisonError,
+    bootstrap_log_ratio,
+    compare_runs,
+    hardware_key,
+    holm,
+    mann_whitney_u,
+)
+from pytest_inferbudget.records import (
+    BudgetResult,
+    Generation,
+    Request,
+    Response,
+    RunRecord,
+    Score,
+    TestRecord,
+    Trace,
+)
+from pytest_inferbudget.report.html import pareto_frontier, render_html
+from pytest_inferbudget.report.markdown import escape_markdown, render_markdown
+
+HARDWARE = {"machine": "x86_64", "system": "Linux", "cpu_model": "Test CPU", "cpu_count": 2}
+ENGINE = {"spec": "transformers:smollm2-135m-instruct", "engine": "transformers"}
+XSS = "<script>alert(1)</script>"
+METRICS_TOKENS = "tokens_per_request"
+
+# --------------------------------------------------------------------------- builders
+
+
+def make_test(
+    nodeid: str,
+    rng: random.Random,
+    *,
+    n: int = 30,
+    slowdown: float = 1.0,
+    sigma: float = 0.1,
+    greedy: bool = True,
+    tokens: list[int] | None = None,
+    text: str = "The capital of France is Paris.",
+) -> TestRecord:
+    """``n`` one-generation traces with lognormal ttft, tpot and end-to-end time."""
+    traces = []
+    for i in range(n):
+        if tokens is not None:
+            count = tokens[i]
+        elif greedy:
+            count = 20 + i % 7  # a greedy answer's length depends on its prompt only
+        else:
+            count = max(2, round(rng.lognormvariate(math.log(120), sigma)))
+        ttft = rng.lognormvariate(math.log(40.0), sigma) * slowdown
+        tpot = rng.lognormvariate(math.log(8.0), sigma) * slowdown
+        e2e = rng.lognormvariate(math.log(200.0), sigma) * slowdown
+        generation = Generation(text, 12, count, "stop", e2e, ttft, tpot)
+        request = Request(f"question {i}", max_new_tokens=256, temperature=0.0 if greedy else 0.7)
+        traces.append(Trace((Response(request, (generation,), engine=ENGINE["spec"]),)))
+    return TestRecord(nodeid, traces=traces, outcome="passed")
+
+
+def make_run(
+    *tests: TestRecord,
+    run_id: str = "run",
+    hardware: dict[str, object] | None = None,
+    engine: dict[str, object] | None = None,
+) -> dict[str, object]:
+    record = RunRecord(
+        run_id,
+        "2026-01-01T00:00:00+00:00",
+        engine=dict(ENGINE if engine is None else engine),
+        hardware=dict(HARDWARE if hardware is None else hardware),
+        tests=list(tests),
+    )
+    return record.to_dict()
+
+
+def change_of(comparison: Comparison, metric: str, nodeid: str = "t.py::test_a") -> str:
+    (found,) = [c for c in comparison.changes if c.metric == metric and c.nodeid == nodeid]
+    return found.verdict
+
+
+# --------------------------------------------------------------------------- Mann-Whitney
+
+
+def brute_force(a: list[float], b: list[float]) -> tuple[float, float]:
+    """U by counting pairs, and the permutation p-value by enumerating every split."""
+    pooled = a + b
+    mean = len(a) * len(b) / 2
+
+    def u_of(x: list[float], y: list[float]) -> float:
+        return sum((xi > yj) + 0.5 * (xi == yj) for xi in x for yj in y)
+
+    observed = abs(u_of(a, b) - mean)
+    hits = total = 0
+    for chosen in combinations(range(len(pooled)), len(a)):
+        rest = set(range(len(pooled))) - set(chosen)
+        u = u_of([pooled[i] for i in chosen], [pooled[i] for i in rest])
+        hits += abs(u - mean) >= observed - 1e-9
+        total += 1
+    return u_of(a, b), hits / total
+
+
+@pytest.mark.parametrize(("n1", "n2"), [(1, 1), (1, 5), (2, 3), (4, 4), (5, 7), (8, 6), (3, 10)])
+def test_exact_p_values_match_permutation_enumeration(n1: int, n2: int) -> None:
+    rng = random.Random(n1 * 100 + n2)
+    for shift in (0.0, 0.4, 1.5):
+        a = [rng.random() for _ in range(n1)]
+        b = [rng.random() + shift for _ in range(n2)]
+        u, p = mann_whitney_u(a, b)
+        expected_u, expected_p = brute_force(a, b)
+        assert u == expected_u
+        assert p == pytest.approx(expected_p, rel=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.integers(0, 10**6), min_size=1, max_size=6, unique=True).flatmap(
+        lambda values: st.permutations(values).map(
+            lambda shuffled: (shuffled, max(1, len(shuffled) // 2))
+        )
+    ),
+    st.lists(st.integers(10**6 + 1, 2 * 10**6), min_size=0, max_size=5, unique=True),
+)
+def test_exact_p_values_match_enumeration_for_any_untied_samples(
+    split: tuple[list[int], int], extra: list[int]
+) -> None:
+    values, cut = split
+    a, b = [float(v) for v in values[:cut]], [float(v) for v in values[cut:] + extra]
+    if not b:
+        b = [0.5]
+    assert mann_whitney_u(a, b) == pytest.approx(brute_force(a, b), rel=1e-12)
+
+
+def test_exact_p_value_of_complete_separation() -> None:
+    u, p = mann_whitney_u([1, 2, 3, 4, 5], [6, 7, 8, 9, 10])
+    assert u == 0
+    assert p == pytest.approx(2 / math.comb(10, 5))
+    assert mann_whitney_u([6, 7, 8, 9, 10], [1, 2, 3, 4, 5]) == (25, p)
+
+
+def permutation_p(a: list[float], b: list[float], rounds: int, seed: int) -> float:
+    """Monte Carlo permutation p-value of |U - mean|, for samples too large to enumerate."""
+    rng = random.Random(seed)
+    pooled = a + b
+    mean = len(a) * len(b) / 2
+    observed = abs(mann_whitney_u(a, b)[0] - mean)
+    hits = 0
+    for _ in range(rounds):
+        rng.shuffle(pooled)
+        u, _ = mann_whitney_u(pooled[: len(a)], pooled[len(a) :])
+        hits += abs(u - mean) >= observed - 1e-9
+    return hits / rounds
+
+
+@pytest.mark.parametrize("tied", [False, True], ids=["continuous", "heavily-tied"])
+def test_normal_approximation_agrees_with_permutations_for_large_samples(tied: bool) -> None:
+    rng = random.Random(7)
+
+    def draw(shift: float) -> float:
+        value = rng.gauss(shift, 1.0)
+        return float(round(value)) if tied else value
+
+    a = [draw(0.0) for _ in range(40)]
+    b = [draw(0.45) for _ in range(50)]
+    _, p = mann_whitney_u(a, b)
+    assert 0.001 < p < 0.2  # a moderate effect: neither certain nor nothing
+    assert p == pytest.approx(permutation_p(a, b, 3000, seed=1), abs=0.015)
+
+
+def test_normal_approximation_is_calibrated_and_degenerate_cases() -> None:
+    rng = random.Random(3)
+    p_values = [
+        mann_whitney_u(
+            [rng.lognormvariate(0, 1) for _ in range(60)],
+            [rng.lognormvariate(0, 1) for _ in range(60)],
+        )[1]
+        for _ in range(400)
+    ]
+    assert 0.025 <= sum(p < 0.05 for p in p_values) / len(p_values) <= 0.08
+    assert mann_whitney_u([3.0] * 30, [3.0] * 30) == (450.0, 1.0)
+    far = mann_whitney_u([float(i) for i in range(100)], [float(i) + 1000 for i in range(100)])
+    assert far[0] == 0 and far[1] < 1e-30
+    with pytest.raises(ValueError, match="empty"):
+        mann_whitney_u([], [1.0])
+    with pytest.raises(ValueError, match="finite"):
+        mann_whitney_u([1.0, math.nan], [1.0])
+
+
+# --------------------------------------------------------------------------- Holm, bootstrap
+
+
+def test_holm_matches_hand_computation() -> None:
+    # sorted: 0.005*4=0.02, 0.01*3=0.03, 0.03*2=0.06, 0.04*1=0.04 -> raised to 0.06 (monotone)
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+    assert holm([0.02]) == [0.02]
+    assert holm([]) == []
+    with pytest.raises(ValueError, match="probability"):
+        holm([0.1, 1.5])
+
+
+def test_bootstrap_log_ratio_estimates_the_ratio_of_medians() -> None:
+    rng = random.Random(5)
+    a = [rng.lognormvariate(math.log(100), 0.1) for _ in range(40)]
+    b = [v * 1.3 for v in a]
+    estimate, low, high = bootstrap_log_ratio(a, b, resamples=500)
+    assert estimate == pytest.approx(math.log(1.3))
+    assert low < estimate < high
+    assert low > 0  # a clear slowdown: the interval excludes no change
+    assert bootstrap_log_ratio(a, b, resamples=500) == (estimate, low, high)  # seeded
+    with pytest.raises(ValueError, match="positive"):
+        bootstrap_log_ratio([0.0, 1.0], [1.0])
+
+
+# --------------------------------------------------------------------------- compare_runs
+
+
+def test_identical_runs_have_no_regression_and_exact_equal_tokens() -> None:
+    run = make_run(make_test("t.py::test_a", random.Random(1)))
+    comparison = compare_runs(run, run, thresholds={"ms_per_request": 0.10})
+    assert comparison.regressions == ()
+    assert change_of(comparison, "tokens_per_request") == "exact-equal"
+    for metric in ("ms_per_request", "ttft_ms", "tpot_ms"):
+        assert change_of(comparison, metric) == "insignificant"
+    assert json.loads(json.dumps(comparison.to_dict())) == comparison.to_dict()
+    assert Comparison.from_dict(comparison.to_dict()) == comparison
+
+
+def test_a_30_percent_slowdown_is_a_regression_while_tokens_are_exact_equal() -> None:
+    baseline = make_run(make_test("t.py::test_a", random.Random(1)), run_id="base")
+    candidate = make_run(make_test("t.py::test_a", random.Random(2), slowdown=1.3), run_id="new")
+    comparison = compare_runs(baseline, candidate, thresholds={"ms_per_request": 0.10})
+    ms = next(c for c in comparison.changes if c.metric == "ms_per_request")
+    assert ms.verdict == "regression"
+    assert ms.n_baseline == ms.n_candidate == 30
+    assert ms.relative_change == pytest.approx(0.3, abs=0.1)
+    assert ms.p_adjusted is not None and ms.p_value is not None
+    assert ms.p_value <= ms.p_adjusted < 0.05
+    assert ms.ci_low is not None and ms.ci_high is not None and ms.ci_low > 0.10
+    assert change_of(comparison, "tokens_per_request") == "exact-equal"
+    assert ms in comparison.regressions
+
+
+def test_a_significant_change_within_the_threshold_is_not_a_regression() -> None:
+    baseline = make_run(make_test("t.py::test_a", random.Random(1), sigma=0.005))
+    candidate = make_run(make_test("t.py::test_a", random.Random(2), sigma=0.005, slowdown=1.02))
+    comparison = compare_runs(baseline, candidate, thresholds={"ms_per_request": 0.10})
+    ms = next(c for c in comparison.changes if c.metric == "ms_per_request")
+    assert ms.p_adjusted is not None and ms.p_adjusted < 1e-6  # clearly significant
+    assert ms.verdict == "unchanged"
+    assert "ms_per_request" not in {c.metric for c in comparison.regressions}
+
+
+def test_a_speedup_is_an_improvement_never_a_regression() -> None:
+    baseline = make_run(make_test("t.py::test_a", random.Random(1)))
+    candidate = make_run(make_test("t.py::test_a", random.Random(2), slowdown=0.7))
+    comparison = compare_runs(baseline, candidate, thresholds={m: 0.05 for m in METRICS})
+    assert comparison.regressions == ()
+    assert {c.metric for c in comparison.improvements} == {"ms_per_request", "ttft_ms", "tpot_ms"}
+
+
+def test_per_test_thresholds_override_and_unknown_metrics_are_refused() -> None:
+    baseline = make_run(make_test("t.py::test_a", random.Random(1)))
+    candidate = make_run(make_test("t.py::test_a", random.Random(2), slowdown=1.3))
+    relaxed = compare_runs(
+        baseline,
+        candidate,
+        thresholds={m: 0.10 for m in METRICS},
+        per_test_thresholds={"t.py::test_a": {"ms_per_request": 0.5, "ttft_ms": 0.5}},
+    )
+    assert change_of(relaxed, "ms_per_request") == "unchanged"
+    assert change_of(relaxed, "tpot_ms") == "regression"
+    with pytest.raises(ComparisonError, match="unknown metric 'ms'"):
+        compare_runs(baseline, candidate, thresholds={"ms": 0.1})
+    with pytest.raises(ComparisonError, match="relative change >= 0"):
+        compare_runs(baseline, candidate, thresholds={"ms_per_request": -0.1})
+
+
+def test_greedy_tokens_compare_request_by_request() -> None:
+    lengths = [20 + i % 7 for i in range(30)]
+    baseline = make_run(make_test("t.py::test_a", random.Random(1), tokens=lengths))
+
+    def against(new_lengths: list[int], **thresholds: float) -> str:
+        candidate = make_run(make_test("t.py::test_a", random.Random(1), tokens=new_lengths))
+        return change_of(compare_runs(baseline, candidate, thresholds=thresholds), METRICS_TOKENS)
+
+    longer = [*lengths[:-1], lengths[-1] + 5]
+    assert against(longer) == "regression"  # default threshold 0 for exact tokens
+    assert against(longer, tokens_per_request=0.05) == "exact-changed"
+    assert against([*lengths[:-1], lengths[-1] - 1]) == "improvement"
+    swapped = [lengths[1], lengths[0], *lengths[2:]]
+    assert against(swapped) == "exact-changed"  # same total, different requests
+    candidate = make_run(make_test("t.py::test_a", random.Random(1), tokens=longer))
+    detail = next(
+        c.detail
+        for c in compare_runs(baseline, candidate, thresholds={}).changes
+        if c.metric == METRICS_TOKENS
+    )
+    assert "1 of 30 requests differ" in detail
+
+
+def test_sampled_or_mismatched_requests_compare_tokens_statistically() -> None:
+    baseline = make_run(make_test("t.py::test_a", random.Random(1), greedy=False))
+    candidate = make_run(make_test("t.py::test_a", random.Random(2), greedy=False))
+    tokens = next(
+        c
+        for c in compare_runs(baseline, candidate, thresholds={}).changes
+        if c.metric == METRICS_TOKENS
+    )
+    assert tokens.p_value is not None and not tokens.exact
+    assert tokens.verdict in ("insignificant", "unchanged")
+    fewer = make_run(make_test("t.py::test_a", random.Random(1), n=29))
+    full = make_run(make_test("t.py::test_a", random.Random(1)))
+    tokens = next(
+        c for c in compare_runs(full, fewer, thresholds={}).changes if c.metric == METRICS_TOKENS
+    )
+    assert tokens.p_value is not None  # requests no longer match one-for-one
+
+
+def test_different_hardware_or_engine_is_refused_unless_allowed() -> None:
+    test = make_test("t.py::test_a", random.Random(1))
+    baseline = make_run(test)
+    other_cpu = make_run(test, hardware={**HARDWARE, "cpu_model": "Other CPU"})
+    with pytest.raises(ComparisonError, match=r"'Test CPU' \(baseline\) vs 'Other CPU'"):
+        compare_runs(baseline, other_cpu, thresholds={})
+    other_engine = make_run(test, engine={**ENGINE, "spec": "vllm:model"})
+    with pytest.raises(ComparisonError, match=r"transformers:smollm2-135m-instruct.*vllm:model"):
+        compare_runs(baseline, other_engine, thresholds={})
+    allowed = compare_runs(baseline, other_cpu, thresholds={}, allow_different_hardware=True)
+    assert "cpu_model" in allowed.hardware_mismatch
+    # the kernel release and memory size do not make runs incomparable
+    rebooted = make_run(test, hardware={**HARDWARE, "release": "6.9", "memory_gb": 23.1})
+    assert compare_runs(baseline, rebooted, thresholds={}).hardware_mismatch == ""
+    assert hardware_key(baseline) == hardware_key(rebooted)
+    assert len({hardware_key(r) for r in (baseline, other_cpu, other_engine)}) == 3
+    gpu = make_run(test, engine={**ENGINE, "gpu": "NVIDIA H100 80GB HBM3"})
+    assert hardware_key(gpu) != hardware_key(baseline)
+    assert re.fullmatch(r"[0-9a-f]{16}", hardware_key(gpu))
+
+
+def test_added_and_removed_tests_are_listed() -> None:
+    rng = random.Random(1)
+    baseline = make_run(make_test("t.py::test_a", rng), make_test("t.py::test_old", rng))
+    candidate = make_run(make_test("t.py::test_a", rng), make_test("t.py::test_new", rng))
+    comparison = compare_runs(baseline, candidate, thresholds={})
+    assert comparison.added == ("t.py::test_new",)
+    assert comparison.removed == ("t.py::test_old",)
+    assert [t.nodeid for t in comparison.tests] == ["t.py::test_a"]
+
+
+def test_a_malformed_run_is_an_error() -> None:
+    good = make_run(make_test("t.py::test_a", random.Random(1)))
+    with pytest.raises(ComparisonError, match="baseline run is not a valid saved run"):
+        compare_runs({**good, "schema_version": 99}, good, thresholds={})
+
+
+AA_PAIRS = 2000
+
+
+def test_false_alarm_rate_of_a_a_comparisons_is_at_most_one_percent() -> None:
+    """Baseline and candidate drawn from one lognormal distribution: a regression is a
+    false alarm. Sampled requests, so every metric (tokens too) goes through the tests."""
+    flagged = dict.fromkeys(METRICS, 0)
+    for seed in range(AA_PAIRS):
+        rng = random.Random(seed)
+        baseline = make_run(make_test("t.py::test_a", rng, greedy=False, sigma=0.25))
+        candidate = make_run(make_test("t.py::test_a", rng, greedy=False, sigma=0.25))
+        comparison = compare_runs(
+            baseline, candidate, thresholds=dict.fromkeys(METRICS, 0.05), resamples=0
+        )
+        for change in comparison.regressions:
+            flagged[change.metric] += 1
+    rates = {metric: count / AA_PAIRS for metric, count in flagged.items()}
+    print(f"A/A false-alarm rate per metric over {AA_PAIRS} pairs: {rates}")
+    assert max(rates.values()) <= 0.01, rates
+
+
+# --------------------------------------------------------------------------- reports
+
+
+def report_run(run_id: str = "current", slowdown: float = 1.0) -> dict[str, object]:
+    rng = random.Random(11)
+    fast = make_test("t.py::test_fast[a|b]", rng, n=12, slowdown=slowdown)
+    fast.budgets = [
+        BudgetResult(
+            "ms_per_request",
+            260.0,
+            "p95",
+            "ms",
+            230.0,
+            12,
+            "pass",
+            confidence=0.95,
+            ci_low=200.0,
+            ci_high=250.0,
+        ),
+        BudgetResult("tokens_per_request", 30.0, "mean", "tokens", 23.0, 12, "pass"),
+    ]
+    hostile = make_test("t.py::test_`tick`_<b>bold</b>", rng, n=5, text=f"say {XSS} | `x`")
+    hostile.budgets = [
+        BudgetResult(
+            "ttft_ms",
+            10.0,
+            "p50",
+            "ms",
+            40.0,
+            5,
+            "fail",
+            reason=f"p50 ttft over budget; output was {XSS}",
+        )
+    ]
+    hostile.outcome = "failed"
+    scored = make_test("t.py::test_scored", rng, n=4)
+    scored.scores = [Score(f"q{i}", i % 4 != 0, 20 + i, 100.0) for i in range(8)]
+    cheap = make_test("t.py::test_cheap", rng, n=4)
+    cheap.scores = [Score(f"q{i}", i % 2 == 0, 10, 50.0) for i in range(8)]
+    return make_run(fast, hostile, scored, cheap, run_id=run_id)
+
+
+def unescaped_pipes(line: str) -> int:
+    return len(re.findall(r"(?<!\\)\|", line))
+
+
+def test_markdown_escapes_names_and_outputs_and_keeps_tables_intact() -> None:
+    baseline, current = report_run("base"), report_run("current", slowdown=1.4)
+    comparison = compare_runs(baseline, current, thresholds={"ms_per_request": 0.1})
+    text = render_markdown(current, comparison)
+    assert "<script>" not in text and "<b>" not in text
+    assert "say &lt;script&gt;alert(1)&lt;/script&gt; \\| \\`x\\`" in text
+    assert "test\\_\\`tick\\`\\_&lt;b&gt;bold&lt;/b&gt;" in text
+    assert "test\\_fast\\[a\\|b\\]" in text
+    for block in re.findall(r"(?:^\|.*\n)+", text, flags=re.MULTILINE):
+        widths = {unescaped_pipes(line) for line in block.splitlines()}
+        assert len(widths) == 1, block  # every row has as many cells as the header
+    assert "### Comparison with baseline run base" in text
+    assert "REGRESSION" in text and "exact-equal" in text
+    assert "<details><summary>All 16 compared metrics</summary>" in text
+    assert "| FAIL |" in text
+    assert "Sample outputs" in text  # shown for the failing test
+    assert "### Totals" in text and "completion tokens" in text
+    assert escape_markdown("a\nb|c") == "a<br>b\\|c"
+    no_comparison = render_markdown(current, None)
+    assert "Comparison" not in no_comparison
+
+
+def test_html_has_svg_plots_frontier_and_escaped_outputs() -> None:
+    baseline, current = report_run("base"), report_run("current", slowdown=1.4)
+    comparison = compare_runs(baseline, current, thresholds={"ms_per_request": 0.1})
+    page = render_html(current, comparison, baseline)
+    assert page.startswith("<!DOCTYPE html>")
+    assert page.count('class="ib-plot"') >= 8  # ms and ttft plots of four tests
+    assert 'class="ib-plot ib-frontier"' in page
+    assert 'class="budget"' in page  # the ms_per_request budget line
+    assert "baseline (n=12)" in page and "current (n=12)" in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert XSS not in page
+    assert page.count("<script") == 1  # only the page's own
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)  # nothing external
+    assert "Content-Security-Policy" in page and "script-src 'sha256-" in page
+    assert pareto_frontier([(10, 0.5), (20, 0.75), (30, 0.6), (5, 0.1)]) == [
+        (5, 0.1),
+        (10, 0.5),
+        (20, 0.75),
+    ]
+    plain = render_html(current, None)
+    assert "Comparison" not in plain and "baseline (n=" not in plain
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="headless browser check needs Debian's chromium: apt-get install chromium",
+)
+def test_html_renders_in_headless_chromium_without_script_errors(tmp_path: Path) -> None:
+    baseline, current = report_run("base"), report_run("current", slowdown=1.4)
+    comparison = compare_runs(baseline, current, thresholds={"ms_per_request": 0.1})
+    page = tmp_path / "report.html"
+    page.write_text(render_html(current, comparison, baseline), encoding="utf-8")
+    common = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--enable-logging=stderr",
+        "--v=0",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    dom = subprocess.run(
+        [*common, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120
+    )
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert 'data-ib-ready="1"' in dom.stdout  # the page's script ran to its end
+    assert dom.stdout.count("<svg") >= 9
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom.stdout
+    errors = [
+        line
+        for line in dom.stderr.splitlines()
+        if "Uncaught" in line or "Content Security Policy" in line
+    ]
+    assert not errors, errors  # no script error, nothing the page's policy had to block
+    screenshot = tmp_path / "report.png"
+    shot = subprocess.run(
+        [*common, f"--screenshot={screenshot}", "--window-size=1200,2000", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shot.returncode == 0, shot.stderr[-2000:]
+    data = screenshot.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 20_000
