@@ -5,15 +5,18 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_inferbudget.errors import EngineError, InferBudgetError
 from pytest_inferbudget.records import Prompt, Request, Response, Score, Trace
 
 if TYPE_CHECKING:
+    from pytest_inferbudget.code import CodeTask, SampleScore
     from pytest_inferbudget.engines import Engine
     from pytest_inferbudget.meters import MemoryMeter, Meter
     from pytest_inferbudget.records import BudgetResult
@@ -224,6 +227,36 @@ class Recorder:
                     sample_answer,
                 )
             )
+
+    def score_code(
+        self,
+        result: Response | StrategyResult,
+        task: CodeTask | str | os.PathLike[str],
+        *,
+        problem: str | None = None,
+    ) -> list[SampleScore]:
+        """Run the generated code of every sample of ``result`` on ``task`` in the sandbox
+        and score it as ENAMEL does: correct when it passes, efficiency from its CPU time
+        against the task's reference (see docs/code-efficiency.md)."""
+        from pytest_inferbudget.code import CodeTask, extract_code, load_task, score_sample
+
+        code_task = task if isinstance(task, CodeTask) else load_task(Path(task))
+        texts = result.texts if isinstance(result, Response) else [result.text]
+        samples = [
+            score_sample(code_task, extract_code(text, code_task.entry_point)) for text in texts
+        ]
+        problem = problem or code_task.name or None
+        if isinstance(result, Response) and result.request.n > 1:
+            self.score(result, correct=[s.passed for s in samples], problem=problem)
+            for index, sample in enumerate(samples, start=len(self.scores) - len(samples)):
+                self.scores[index] = dataclasses.replace(
+                    self.scores[index], efficiency=sample.score
+                )
+        else:
+            self.score(
+                result, correct=samples[0].passed, problem=problem, efficiency=samples[0].score
+            )
+        return samples
 
     def sample_until_confident(
         self, workload: Callable[[], object], *, batch: int = 5

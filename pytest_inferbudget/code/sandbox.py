@@ -323,6 +323,18 @@ def _launchers() -> list[tuple[tuple[str, ...], bool, bool, int | None]]:
     ]
 
 
+@functools.lru_cache(maxsize=1)
+def unprivileged_interpreter() -> str | None:
+    """As root, the first Python that uid 65534 can run (this interpreter, else the
+    system's), so candidates lose root; None when none can (or we are not root)."""
+    if os.geteuid() != 0:
+        return None
+    for candidate in (sys.executable, "/usr/bin/python3", "/usr/local/bin/python3"):
+        if os.path.exists(candidate) and probe_isolation(candidate).uid is not None:
+            return candidate
+    return None
+
+
 @functools.lru_cache(maxsize=8)
 def probe_isolation(python: str | None = None) -> Isolation:
     """Find the strongest launcher that works here for ``python`` (default
@@ -604,6 +616,8 @@ def run_candidate(
     tests = tuple(tests)
     if not all(isinstance(t, TestCase) for t in tests):
         raise TypeError("tests must be TestCase objects (pytest_inferbudget.code.TestCase)")
+    if python is None and isolate:
+        python = unprivileged_interpreter()
     interpreter = python or sys.executable
     iso = (
         probe_isolation(python)

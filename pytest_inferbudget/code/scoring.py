@@ -26,6 +26,7 @@ levels; here it is per level, as DESIGN.md section 3 defines ``T``. The wall lim
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -252,6 +253,19 @@ class SampleScore:
             "network_isolated": self.network_isolated,
             "detail": self.detail,
         }
+
+
+_FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)```", re.DOTALL)
+
+
+def extract_code(text: str, entry_point: str) -> str:
+    """The code in a model's answer: the fenced block that defines ``entry_point``, else
+    the first fenced block, else the whole text (a bare answer)."""
+    blocks = _FENCE.findall(text)
+    for block in blocks:
+        if re.search(rf"\bdef\s+{re.escape(entry_point)}\s*\(", block):
+            return str(block)
+    return str(blocks[0]) if blocks else text
 
 
 def _stops_level_only(result: ExecutionResult) -> bool:
