@@ -160,6 +160,7 @@ MODIFIERS = (
     "cost_unit",
     "energy",
     "hardware",
+    "compare_fail",
 )
 ENERGY_KINDS = ("gross", "net")
 
@@ -210,6 +211,8 @@ class BudgetSpec:
     limits: tuple[BudgetLimit, ...] = ()
     min_samples: int | None = None
     max_samples: int | None = None
+    compare_fail: tuple[tuple[str, float], ...] = ()
+    """Per-test regression thresholds, over --inferbudget-compare-fail's."""
 
     @property
     def confident(self) -> bool:
@@ -325,7 +328,7 @@ def parse_marker_kwargs(kwargs: Mapping[str, Any], *, where: str) -> list[Budget
                 limit = _positive(value, where=where, key=key, unit=unit)
                 limits.append(BudgetLimit(key, limit, "mean", cost=cost_unit))
     limits += _hardware_limits(kwargs, where)
-    if not limits:
+    if not limits and "compare_fail" not in kwargs:
         raise BudgetSpecError(
             f"{where}: budget marker sets no limit; give at least one of {', '.join(BUDGET_KEYS)}"
         )
@@ -394,6 +397,7 @@ def parse_markers(
     """Merge several ``budget`` markers (``(args, kwargs)`` each) into one spec."""
     merged: dict[tuple[str, str, int | None, str | None], BudgetLimit] = {}
     caps: dict[str, int] = {}
+    gates: dict[str, float] = {}
     for args, kwargs in markers:
         if args:
             raise BudgetSpecError(
@@ -409,6 +413,7 @@ def parse_markers(
                     f"{_describe(earlier)} vs {_describe(limit)}; keep one"
                 )
             merged[slot] = limit
+        gates.update(_compare_fail(kwargs.get("compare_fail"), where))
         for cap in ("min_samples", "max_samples"):
             if cap in kwargs:
                 value = _count(kwargs[cap], where=where, key=cap)
@@ -416,7 +421,12 @@ def parse_markers(
                     raise BudgetSpecError(
                         f"{where}: budget markers conflict on {cap}: {caps[cap]} vs {value}"
                     )
-    spec = BudgetSpec(tuple(merged.values()), caps.get("min_samples"), caps.get("max_samples"))
+    spec = BudgetSpec(
+        tuple(merged.values()),
+        caps.get("min_samples"),
+        caps.get("max_samples"),
+        tuple(gates.items()),
+    )
     if spec.min_samples and spec.max_samples and spec.min_samples > spec.max_samples:
         raise BudgetSpecError(
             f"{where}: budget min_samples={spec.min_samples} is above "
@@ -428,6 +438,38 @@ def parse_markers(
             "confidence=... on a budget of the same test"
         )
     return spec
+
+
+def _compare_fail(value: object, where: str) -> dict[str, float]:
+    """``compare_fail={"ms_per_request": "10%", "tokens_per_request": 0}``."""
+    if value is None:
+        return {}
+    from pytest_inferbudget.compare import METRICS
+
+    if not isinstance(value, Mapping):
+        raise BudgetSpecError(
+            f"{_where(where, 'compare_fail', value)} must map a metric to a threshold, "
+            "for example compare_fail={'ms_per_request': '10%'}"
+        )
+    gates = {}
+    for metric, threshold in value.items():
+        if metric not in METRICS:
+            raise BudgetSpecError(
+                f"{where}: budget compare_fail names {metric!r}; compared metrics are "
+                f"{', '.join(METRICS)}"
+            )
+        if isinstance(threshold, str) and threshold.endswith("%"):
+            try:
+                threshold = float(threshold[:-1]) / 100
+            except ValueError:
+                threshold = None
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float) or threshold < 0:
+            raise BudgetSpecError(
+                f"{where}: budget compare_fail[{metric!r}] must be a fraction >= 0 or a "
+                "percentage such as '10%'"
+            )
+        gates[str(metric)] = float(threshold)
+    return gates
 
 
 def _describe(limit: BudgetLimit) -> str:

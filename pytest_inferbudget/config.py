@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,54 @@ def add_options(parser: pytest.Parser) -> None:
         help="energy meter: auto (NVML, else RAPL, else none), nvml, rapl or off "
         "(default: ini inferbudget_energy, else auto)",
     )
+    group.addoption(
+        "--inferbudget-save",
+        metavar="NAME",
+        default=None,
+        help="save this run under the storage folder, keyed by hardware, as NAME",
+    )
+    group.addoption(
+        "--inferbudget-autosave",
+        action="store_true",
+        default=False,
+        help="save this run (named after the git commit when there is one)",
+    )
+    group.addoption(
+        "--inferbudget-compare",
+        metavar="RUN",
+        nargs="?",
+        const="",
+        default=None,
+        help="compare with a saved run: a name, run id prefix or path "
+        "(default: the latest run on this hardware key)",
+    )
+    group.addoption(
+        "--inferbudget-compare-fail",
+        metavar="METRIC:THRESHOLD",
+        action="append",
+        type=parse_compare_fail,
+        default=[],
+        help="fail the run when METRIC regressed significantly by more than THRESHOLD "
+        "(e.g. ms_per_request:10%%); repeatable",
+    )
+    group.addoption(
+        "--inferbudget-compare-any-hardware",
+        action="store_true",
+        default=False,
+        help="allow comparing with a run saved on other hardware",
+    )
+    group.addoption(
+        "--inferbudget-md", metavar="PATH", default=None, help="write a Markdown report to PATH"
+    )
+    group.addoption(
+        "--inferbudget-html",
+        metavar="PATH",
+        default=None,
+        help="write a self-contained HTML report with plots to PATH",
+    )
+    parser.addini(
+        "inferbudget_storage", help="folder of saved runs (default .inferbudget)", default=""
+    )
     parser.addini("inferbudget_energy", help="default energy meter (auto)", default="auto")
     parser.addini(
         "inferbudget_rapl_root",
@@ -52,6 +101,26 @@ def add_options(parser: pytest.Parser) -> None:
     )
 
 
+def parse_compare_fail(text: str) -> tuple[str, float]:
+    """``ms_per_request:10%`` or ``ms_per_request:0.1`` -> ("ms_per_request", 0.1)."""
+    from pytest_inferbudget.compare import METRICS
+
+    metric, sep, value = text.partition(":")
+    if not sep or metric not in METRICS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not METRIC:THRESHOLD with METRIC one of {', '.join(METRICS)}"
+        )
+    try:
+        threshold = float(value[:-1]) / 100 if value.endswith("%") else float(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: threshold must be a number or a percentage such as 10%"
+        ) from exc
+    if not threshold >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: threshold must be 0 or more")
+    return metric, threshold
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     engine: str
@@ -59,6 +128,14 @@ class Settings:
     strict: bool = False
     energy: str = "auto"
     rapl_root: str | None = None
+    save: str | None = None
+    storage: Path = Path(".inferbudget")
+    compare: str | None = None
+    """None: no comparison; "": the latest saved run on this hardware; else a run."""
+    compare_fail: tuple[tuple[str, float], ...] = ()
+    compare_any_hardware: bool = False
+    markdown_path: Path | None = None
+    html_path: Path | None = None
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -71,8 +148,20 @@ class Settings:
         energy = config.getoption("inferbudget_energy") or config.getini("inferbudget_energy")
         return cls(
             engine=str(engine),
-            json_path=Path(config.invocation_params.dir, json_path) if json_path else None,
+            json_path=_path(config, json_path),
             strict=bool(config.getoption("inferbudget_strict")),
             energy=str(energy),
+            save=config.getoption("inferbudget_save")
+            or ("autosave" if config.getoption("inferbudget_autosave") else None),
+            storage=Path(config.rootpath, config.getini("inferbudget_storage") or ".inferbudget"),
+            compare=config.getoption("inferbudget_compare"),
+            compare_fail=tuple(config.getoption("inferbudget_compare_fail")),
+            compare_any_hardware=bool(config.getoption("inferbudget_compare_any_hardware")),
+            markdown_path=_path(config, config.getoption("inferbudget_md")),
+            html_path=_path(config, config.getoption("inferbudget_html")),
             rapl_root=str(config.getini("inferbudget_rapl_root")) or None,
         )
+
+
+def _path(config: pytest.Config, value: str | None) -> Path | None:
+    return Path(config.invocation_params.dir, value) if value else None

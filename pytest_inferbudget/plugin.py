@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # records and the recorder load with the first test, not at s
     from pytest_inferbudget.meters import Meter
     from pytest_inferbudget.recorder import Metering, Recorder
     from pytest_inferbudget.records import RunRecord, TestRecord
+    from pytest_inferbudget.report.outputs import RunOutputs
 
 SETTINGS = pytest.StashKey[Settings]()
 REPORTER = pytest.StashKey["RunReporter"]()
@@ -225,8 +226,14 @@ def _record(item: pytest.Item, spec: budget.BudgetSpec) -> TestRecord | None:
     sequential = recorder is not None and recorder.sampled_sequentially
     machine = item.config.stash[REPORTER].machine
     results = budget.evaluate(spec, traces, scores, sequential=sequential, machine=machine)
-    record = TestRecord(item.nodeid, traces, results, scores=scores)
+    record = TestRecord(
+        item.nodeid, traces, results, scores=scores, compare_fail=dict(spec.compare_fail)
+    )
     item.stash[RECORD] = record
+    for result in results:  # JUnit XML carries each measured value as a property
+        statistic = result.stat or "value"
+        item.user_properties.append((f"inferbudget:{result.key}:{statistic}", result.measured))
+        item.user_properties.append((f"inferbudget:{result.key}:verdict", result.verdict))
     return record
 
 
@@ -269,7 +276,7 @@ class RunReporter:
         self.machine = ""
         """``DEVICE: NAME`` of the engine's hardware, matched by ``hardware=`` budgets."""
         self.tests: list[TestRecord] = []
-        self.report_written = False
+        self.outputs: RunOutputs | None = None
 
     def note_engine(self, engine: Engine) -> None:
         """Describe the engine actually used, which a conftest may have swapped in."""
@@ -307,25 +314,26 @@ class RunReporter:
         if hasattr(self.config, "workerinput"):  # xdist worker: the controller writes reports
             self.config.workeroutput[REPORT_KEY + "_engine"] = self.engine  # type: ignore[attr-defined]
             return
-        if self.settings.json_path is None:
+        settings = self.settings
+        wanted = (settings.json_path, settings.markdown_path, settings.html_path, settings.save)
+        if not any(wanted) and settings.compare is None:
             return
-        from pytest_inferbudget.report.json_report import write_report
+        from pytest_inferbudget.report.outputs import write_outputs
 
-        try:
-            write_report(self.run_record(), self.settings.json_path)
-            self.report_written = True
-        except InferBudgetError as exc:
-            _terminal_line(self.config, f"inferbudget: ERROR {exc}", red=True)
+        thresholds = {t.nodeid: t.compare_fail for t in self.tests if t.compare_fail}
+        self.outputs = write_outputs(self.run_record(), settings, thresholds)
+        if self.outputs.failed and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         lines = terminal.summary_lines(self.run_record()) if self.tests else []
-        if self.report_written:
-            lines.append(f"report written to {self.settings.json_path}")
-        if lines:
+        outputs = self.outputs
+        if lines or outputs:
             terminalreporter.write_sep("=", "inferbudget")
-            for line in lines:
-                terminalreporter.write_line(line)
+        for line in lines + (outputs.lines if outputs else []):
+            terminalreporter.write_line(line)
+        for error in outputs.errors if outputs else []:
+            terminalreporter.write_line(f"inferbudget: ERROR {error}", red=True)
 
 
 def _progress_writer(config: pytest.Config) -> Callable[[str], None]:

@@ -424,6 +424,8 @@ class TestRecord:
     outcome: str = ""
     """The pytest outcome of the test's call phase: passed, failed, skipped or xfailed."""
     scores: list[Score] = field(default_factory=list)
+    compare_fail: dict[str, float] = field(default_factory=dict)
+    """This test's own regression thresholds (budget marker ``compare_fail``)."""
 
     @property
     def responses(self) -> list[Response]:
@@ -436,6 +438,7 @@ class TestRecord:
             "budgets": [b.to_dict() for b in self.budgets],
             "traces": [t.to_dict() for t in self.traces],
             "scores": [s.to_dict() for s in self.scores],
+            "compare_fail": self.compare_fail,
         }
 
     @classmethod
@@ -446,6 +449,7 @@ class TestRecord:
             budgets=[BudgetResult.from_dict(b) for b in data["budgets"]],
             traces=[Trace.from_dict(t) for t in data["traces"]],
             scores=[Score.from_dict(s) for s in data["scores"]],
+            compare_fail=data.get("compare_fail", {}),
         )
 
 

@@ -1,0 +1,192 @@
+"""Saved runs, comparison against a baseline, and the reports, on the real model."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from pytest_inferbudget.engines import Engine, EngineSpec
+from pytest_inferbudget.records import Request, Response
+from tests.conftest import ReuseEngine
+
+SUITE = """
+import pytest
+
+PROMPTS = ["Say hi.", "Name a color.", "Say yes.", "Name a fruit.", "Say no.", "Count to 3."]
+
+@pytest.mark.budget(ms_per_request=60000)
+def test_many_requests(infer):
+    for _ in range(3):
+        for prompt in PROMPTS:
+            infer(prompt, max_new_tokens=6)
+"""
+
+
+class SlowerEngine:
+    """The real engine made slower by a real pause before each call: a regression to find."""
+
+    def __init__(self, engine: Engine, pause_s: float) -> None:
+        self._engine = engine
+        self._pause_s = pause_s
+        self.spec = engine.spec
+        self.describe = engine.describe
+
+    def generate(self, requests: Sequence[Request]) -> list[Response]:
+        time.sleep(self._pause_s)  # spent after the clock started: the engine is slower
+        responses = self._engine.generate(requests)
+        added_ms = self._pause_s * 1000
+        return [
+            Response(
+                r.request,
+                tuple(
+                    dataclasses.replace(
+                        g,
+                        e2e_ms=None if g.e2e_ms is None else g.e2e_ms + added_ms,
+                        ttft_ms=None if g.ttft_ms is None else g.ttft_ms + added_ms,
+                    )
+                    for g in r.generations
+                ),
+                r.engine,
+            )
+            for r in responses
+        ]
+
+    def close(self) -> None:
+        pass
+
+
+class ServeSlower(ReuseEngine):
+    def __init__(self, engine: Engine, pause_s: float) -> None:
+        super().__init__(engine)
+        self.pause_s = pause_s
+
+    def pytest_inferbudget_make_engine(self, spec: EngineSpec) -> Engine | None:
+        return SlowerEngine(self.engine, self.pause_s)
+
+
+def saved(pytester: pytest.Pytester) -> list[Path]:
+    return sorted((pytester.path / ".inferbudget").glob("*/*.json"))
+
+
+def test_same_code_twice_shows_no_regression_and_a_slowdown_is_caught(
+    pytester: pytest.Pytester, reuse_engine: ReuseEngine, smollm_engine: Engine
+) -> None:
+    pytester.makepyfile(SUITE)
+    first = pytester.runpytest("--inferbudget-save=base", plugins=[reuse_engine])
+    first.assert_outcomes(passed=1)
+    first.stdout.fnmatch_lines(["run saved to */.inferbudget/*/*_base.json"])
+    [baseline] = saved(pytester)
+
+    again = pytester.runpytest(
+        "--inferbudget-compare",
+        "--inferbudget-compare-fail=ms_per_request:25%",
+        plugins=[reuse_engine],
+    )
+    again.assert_outcomes(passed=1)
+    assert again.ret == pytest.ExitCode.OK
+    again.stdout.fnmatch_lines(
+        [f"compared with {baseline}", "*tokens_per_request*exact-equal*", "0 regression(s)*"]
+    )
+
+    slow = pytester.runpytest(
+        "--inferbudget-compare=base",
+        "--inferbudget-compare-fail=ms_per_request:50%",
+        "--inferbudget-md=summary.md",
+        "--inferbudget-html=report.html",
+        "--inferbudget-json=run.json",
+        plugins=[ServeSlower(smollm_engine, pause_s=0.6)],
+    )
+    slow.assert_outcomes(passed=1)
+    assert slow.ret == pytest.ExitCode.TESTS_FAILED
+    slow.stdout.fnmatch_lines(
+        [
+            "*test_many_requests*ms_per_request*regression*",
+            "*inferbudget: ERROR regression beyond --inferbudget-compare-fail: "
+            "*test_many_requests ms_per_request*",
+        ]
+    )
+    report = json.loads((pytester.path / "run.json").read_text())
+    verdicts = {
+        c["metric"]: c["verdict"] for t in report["comparison"]["tests"] for c in t["changes"]
+    }
+    assert verdicts["ms_per_request"] == "regression"
+    assert verdicts["tokens_per_request"] == "exact-equal"
+    assert "ms\\_per\\_request" in (pytester.path / "summary.md").read_text()
+    assert "<svg" in (pytester.path / "report.html").read_text()
+    assert len(saved(pytester)) == 1, "compare alone must not save"
+
+
+def test_corrupt_or_newer_baseline_is_an_error_naming_the_file(
+    pytester: pytest.Pytester, reuse_engine: ReuseEngine
+) -> None:
+    pytester.makepyfile(SUITE.replace("range(3)", "range(1)"))
+    pytester.runpytest("--inferbudget-save=base", plugins=[reuse_engine])
+    [baseline] = saved(pytester)
+    baseline.write_text(baseline.read_text()[:200])  # truncated, as by a full disk
+    result = pytester.runpytest("--inferbudget-compare", plugins=[reuse_engine])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines([f"inferbudget: ERROR cannot compare: {baseline} is not*"])
+
+    data = json.loads(json.dumps({"schema_version": 99}))
+    baseline.write_text(json.dumps(data))
+    result = pytester.runpytest("--inferbudget-compare", plugins=[reuse_engine])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines([f"*{baseline} is not a valid saved run*schema_version 99*"])
+
+
+def test_compare_without_a_saved_run_says_how_to_save_one(
+    pytester: pytest.Pytester, reuse_engine: ReuseEngine
+) -> None:
+    pytester.makepyfile(SUITE.replace("range(3)", "range(1)"))
+    result = pytester.runpytest("--inferbudget-compare", plugins=[reuse_engine])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*no saved run to compare with*--inferbudget-save NAME*"])
+
+
+def test_bad_compare_fail_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest("--inferbudget-compare-fail=latency:10%")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*'latency:10%' is not METRIC:THRESHOLD*"])
+
+
+def test_xdist_run_records_the_same_as_a_serial_run(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("prompt", ["Say hi.", "Name a color.", "Say yes.", "Say no."])
+        @pytest.mark.budget(max_tokens=16)
+        def test_prompt(infer, prompt):
+            infer(prompt, max_new_tokens=8)
+        """
+    )
+    serial = pytester.runpytest_subprocess("--inferbudget-json=serial.json", timeout=600)
+    serial.assert_outcomes(passed=4)
+    parallel = pytester.runpytest_subprocess(
+        "-n", "2", "--inferbudget-json=parallel.json", timeout=600
+    )
+    parallel.assert_outcomes(passed=4)
+
+    def records(name: str) -> dict[str, object]:
+        run = json.loads((pytester.path / name).read_text())
+        assert run["engine"]["device"] == "cpu"  # the workers' engine reached the controller
+        return {
+            t["nodeid"]: (
+                [b["measured"] for b in t["budgets"]],
+                [
+                    g["text"]
+                    for tr in t["traces"]
+                    for r in tr["responses"]
+                    for g in r["generations"]
+                ],
+            )
+            for t in run["tests"]
+        }
+
+    assert records("serial.json") == records("parallel.json")
