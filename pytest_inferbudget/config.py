@@ -85,6 +85,20 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         help="write a self-contained HTML report with plots to PATH",
     )
+    group.addoption(
+        "--inferbudget-profile",
+        metavar="PATH",
+        default=None,
+        help="runtime profile from `inferbudget calibrate`, for idealized_ms_per_request",
+    )
+    group.addoption(
+        "--inferbudget-accelerator",
+        metavar="NAME",
+        default=None,
+        help="hardware for roofline_ratio: h100-sxm, a100-80gb, ... or cpu:GFLOPS:GBS",
+    )
+    parser.addini("inferbudget_profile", help="default runtime profile path", default="")
+    parser.addini("inferbudget_accelerator", help="default accelerator", default="")
     parser.addini(
         "inferbudget_storage", help="folder of saved runs (default .inferbudget)", default=""
     )
@@ -136,6 +150,8 @@ class Settings:
     compare_any_hardware: bool = False
     markdown_path: Path | None = None
     html_path: Path | None = None
+    profile_path: Path | None = None
+    accelerator: str | None = None
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -159,6 +175,13 @@ class Settings:
             compare_any_hardware=bool(config.getoption("inferbudget_compare_any_hardware")),
             markdown_path=_path(config, config.getoption("inferbudget_md")),
             html_path=_path(config, config.getoption("inferbudget_html")),
+            profile_path=_path(
+                config,
+                config.getoption("inferbudget_profile") or config.getini("inferbudget_profile"),
+            ),
+            accelerator=config.getoption("inferbudget_accelerator")
+            or config.getini("inferbudget_accelerator")
+            or None,
             rapl_root=str(config.getini("inferbudget_rapl_root")) or None,
         )
 

@@ -123,8 +123,11 @@ def pytest_inferbudget_make_meter(choice: str, config: pytest.Config) -> Meter:
 
 
 @pytest.fixture(scope="session")
-def inferbudget_metering(pytestconfig: pytest.Config) -> Iterator[Metering]:
-    """The energy meter (--inferbudget-energy) and the memory meter every call runs in."""
+def inferbudget_metering(
+    pytestconfig: pytest.Config, inference_engine: Engine
+) -> Iterator[Metering]:
+    """The energy meter (--inferbudget-energy), the memory meter, and the idealized and
+    roofline predictions (--inferbudget-profile, --inferbudget-accelerator) of every call."""
     from pytest_inferbudget.meters import MemoryMeter
     from pytest_inferbudget.recorder import Metering
 
@@ -136,7 +139,18 @@ def inferbudget_metering(pytestconfig: pytest.Config) -> Iterator[Metering]:
     if meter is None:
         pytest.fail(f"inferbudget: no plugin could build energy meter {choice!r}", pytrace=False)
     pytestconfig.stash[REPORTER].note_meter(meter)
-    metering = Metering(energy=meter, memory=MemoryMeter())
+    settings = pytestconfig.stash[SETTINGS]
+    predictor = None
+    if settings.profile_path or settings.accelerator:
+        from pytest_inferbudget.meters.predictions import build_predictor
+
+        try:
+            predictor = build_predictor(
+                inference_engine.describe(), settings.profile_path, settings.accelerator
+            )
+        except InferBudgetError as exc:
+            pytest.fail(f"inferbudget: {exc}", pytrace=False)
+    metering = Metering(energy=meter, memory=MemoryMeter(), predictor=predictor)
     yield metering
     meter.close()
     metering.memory.close()  # type: ignore[union-attr]

