@@ -133,9 +133,10 @@ class TransformersEngine:
     def generate(self, requests: Sequence[Request]) -> list[Response]:
         """All requests arrive now: each one's clock starts here, queueing included."""
         start_ns = time.perf_counter_ns()
-        groups: dict[tuple[int, float, float, int | None], list[tuple[int, int]]] = {}
+        groups: dict[tuple[int, float, float, int | None, bool], list[tuple[int, int]]] = {}
         for index, r in enumerate(requests):  # one group per decoding setting, in arrival order
-            key = (r.max_new_tokens, r.temperature, r.top_p, r.seed)  # prefill is per row
+            # prefill is per row; chat and raw prompts differ in their special tokens
+            key = (r.max_new_tokens, r.temperature, r.top_p, r.seed, r.chat)
             groups.setdefault(key, []).extend((index, sample) for sample in range(r.n))
         generations: dict[tuple[int, int], Generation] = {}
         for group in groups.values():
