@@ -105,7 +105,7 @@ def test_same_code_twice_shows_no_regression_and_a_slowdown_is_caught(
     assert slow.ret == pytest.ExitCode.TESTS_FAILED
     slow.stdout.fnmatch_lines(
         [
-            "*test_many_requests*ms_per_request*regression*",
+            "*test_many_requests*ms_per_request*REGRESSION*",
             "*inferbudget: ERROR regression beyond --inferbudget-compare-fail: "
             "*test_many_requests ms_per_request*",
         ]

@@ -326,7 +326,8 @@ def _launchers() -> list[tuple[tuple[str, ...], bool, bool, int | None]]:
 @functools.lru_cache(maxsize=1)
 def unprivileged_interpreter() -> str | None:
     """As root, the first Python that uid 65534 can run (this interpreter, else the
-    system's), so candidates lose root; None when none can (or we are not root)."""
+    system's): pass it as ``python=`` so candidates lose root; None when none can (or we
+    are not root)."""
     if os.geteuid() != 0:
         return None
     for candidate in (sys.executable, "/usr/bin/python3", "/usr/local/bin/python3"):
@@ -616,8 +617,6 @@ def run_candidate(
     tests = tuple(tests)
     if not all(isinstance(t, TestCase) for t in tests):
         raise TypeError("tests must be TestCase objects (pytest_inferbudget.code.TestCase)")
-    if python is None and isolate:
-        python = unprivileged_interpreter()
     interpreter = python or sys.executable
     iso = (
         probe_isolation(python)
