@@ -24,7 +24,7 @@ from typing import Any, final
 
 from pytest_inferbudget.errors import InferBudgetError
 from pytest_inferbudget.metrics.stats import quantile
-from pytest_inferbudget.records import RunRecord, TestRecord
+from pytest_inferbudget.records import RunRecord, TestRecord, decode_float, encode_float
 from pytest_inferbudget.report.terminal import format_value
 
 METRICS: dict[str, str] = {
@@ -205,16 +205,6 @@ def holm(p_values: Sequence[float]) -> list[float]:
 # --------------------------------------------------------------------------- results
 
 
-def _encode(value: float | None) -> float | str | None:
-    if value is not None and math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return value
-
-
-def _decode(value: float | str | None) -> float | None:
-    return float(value) if isinstance(value, str) else value
-
-
 @final
 @dataclass(frozen=True, slots=True)
 class MetricChange:
@@ -253,15 +243,15 @@ class MetricChange:
             "unit": self.unit,
             "baseline_median": self.baseline_median,
             "candidate_median": self.candidate_median,
-            "relative_change": _encode(self.relative_change),
+            "relative_change": encode_float(self.relative_change),
             "p_value": self.p_value,
             "p_adjusted": self.p_adjusted,
             "n_baseline": self.n_baseline,
             "n_candidate": self.n_candidate,
             "threshold": self.threshold,
             "verdict": self.verdict,
-            "ci_low": _encode(self.ci_low),
-            "ci_high": _encode(self.ci_high),
+            "ci_low": encode_float(self.ci_low),
+            "ci_high": encode_float(self.ci_high),
             "detail": self.detail,
         }
 
@@ -280,8 +270,8 @@ class MetricChange:
             n_candidate=data["n_candidate"],
             threshold=data["threshold"],
             verdict=data["verdict"],
-            ci_low=_decode(data["ci_low"]),
-            ci_high=_decode(data["ci_high"]),
+            ci_low=decode_float(data["ci_low"]),
+            ci_high=decode_float(data["ci_high"]),
             detail=data["detail"],
         )
 

@@ -398,13 +398,13 @@ class BudgetResult:
             "limit": self.limit,
             "stat": self.stat,
             "unit": self.unit,
-            "measured": _encode_float(self.measured),
+            "measured": encode_float(self.measured),
             "samples": self.samples,
             "verdict": self.verdict,
             "reason": self.reason,
             "direction": self.direction,
-            "ci_low": _encode_float(self.ci_low),
-            "ci_high": _encode_float(self.ci_high),
+            "ci_low": encode_float(self.ci_low),
+            "ci_high": encode_float(self.ci_high),
             "confidence": self.confidence,
         }
 
@@ -415,25 +415,25 @@ class BudgetResult:
             limit=data["limit"],
             stat=data["stat"],
             unit=data["unit"],
-            measured=_decode_float(data["measured"]),
+            measured=decode_float(data["measured"]),
             samples=data["samples"],
             verdict=data["verdict"],
             reason=data["reason"],
             direction=data["direction"],
-            ci_low=_decode_float(data["ci_low"]),
-            ci_high=_decode_float(data["ci_high"]),
+            ci_low=decode_float(data["ci_low"]),
+            ci_high=decode_float(data["ci_high"]),
             confidence=data["confidence"],
         )
 
 
-def _encode_float(value: float | None) -> float | str | None:
+def encode_float(value: float | None) -> float | str | None:
     """JSON has no infinity; cost-of-pass with no success is infinite, written "inf"."""
     if value is not None and math.isinf(value):
         return "inf" if value > 0 else "-inf"
     return value
 
 
-def _decode_float(value: float | str | None) -> float | None:
+def decode_float(value: float | str | None) -> float | None:
     return float(value) if isinstance(value, str) else value
 
 
