@@ -1,4 +1,4 @@
-"""Budget specs: parsed and checked at collection, judged against records after the test.
+"""Budget specs: parsed and checked at collection, so a typo fails before any model loads.
 
 A budget marker holds limits (``ms_per_request=1500``, ``pass_at_k=(4, 0.5)``) and
 modifiers (``stat="p95"``, ``confidence=0.95``). A marker's modifiers apply to the limits
@@ -8,161 +8,74 @@ a conflict.
 
 Two families of keys: *cost* keys sample each trace (one logical request) the test
 recorded; *accuracy* keys aggregate the scores given with ``infer.score``.
+
+This module is all that ``pytest --co`` loads of budgets, so it stays small and cheap to
+import: key tables and value objects are named tuples (a slotted dataclass costs about a
+millisecond to build at import). Judging records against the limits lives in
+:mod:`pytest_inferbudget.verdicts`, imported once a budgeted test has run.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import fnmatch
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple, final
 
 from pytest_inferbudget.errors import BudgetSpecError
-from pytest_inferbudget.metrics import STATISTICS, summarize
-
-if TYPE_CHECKING:
-    from pytest_inferbudget.records import BudgetResult, Score, Trace
 
 DEFAULT_STAT = "mean"
-QUANTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
-COST_UNITS = {"tokens": "tokens", "ms": "ms"}
+STATISTICS = ("mean", "p50", "p90", "p95", "p99", "max")
+"""What ``stat`` may name: the keys of ``metrics.stats.STATISTICS`` (a test holds them
+equal), listed here so that collection does not load the statistics."""
+COST_UNITS = ("tokens", "ms")
 """What a sample's cost can be counted in (energy joins when the meters record it)."""
-BOOTSTRAP_CONFIDENCE = 0.95
-"""Level of the interval shown beside accuracy metrics when no ``confidence`` is given."""
 
 
-@dataclass(frozen=True, slots=True)
-class CostMetric:
-    """A quantity each trace (or each completion) has, limited from above."""
+@final
+class CostKey(NamedTuple):
+    """What a cost key means; how each trace is sampled for it is in ``verdicts``."""
 
-    key: str
     unit: str
-    samples: Callable[[Trace], Sequence[float | None]]
     fixed_stat: str | None = None
     """Set for keys whose statistic is part of their meaning (``max_tokens`` is a maximum)."""
-    unmeasured_hint: str = ""
     bounded: bool = False
     """Token counts are bounded by ``max_new_tokens``, which allows confident means."""
     needs_hardware: bool = False
     """Measured by a hardware meter: unmeasured here means skipped, not failed (unless
     strict), since the machine, not the code, lacks what the budget needs."""
-    ratio: Callable[[Sequence[Trace], str], tuple[float | None, float]] | None = None
-    """A total over the test (numerator, denominator) instead of per-trace samples."""
 
 
-@dataclass(frozen=True, slots=True)
-class AccuracyMetric:
+@final
+class AccuracyKey(NamedTuple):
     """A quantity computed from scored samples: a floor (at_least) or a cost (at_most)."""
 
-    key: str
     direction: str
     takes_k: bool
 
 
-COST_METRICS: dict[str, CostMetric] = {
-    metric.key: metric
-    for metric in (
-        CostMetric(
-            "max_tokens",
-            "tokens",
-            lambda t: [g.completion_tokens for g in t.generations],
-            fixed_stat="max",
-        ),
-        CostMetric("tokens_per_request", "tokens", lambda t: [t.completion_tokens], bounded=True),
-        CostMetric(
-            "ms_per_request",
-            "ms",
-            lambda t: [t.e2e_ms],
-            unmeasured_hint="the engine measured no end-to-end time (replayed results carry none)",
-        ),
-        CostMetric(
-            "ttft_ms",
-            "ms",
-            lambda t: [t.ttft_ms],
-            unmeasured_hint="the engine measured no time to first token",
-        ),
-        CostMetric(
-            "tpot_ms",
-            "ms",
-            lambda t: [t.tpot_ms],
-            unmeasured_hint="time per output token needs a completion of two or more tokens",
-        ),
-        CostMetric(
-            "joules_per_token",
-            "J/token",
-            lambda t: [],
-            fixed_stat="total",
-            needs_hardware=True,
-            ratio=lambda traces, kind: _joules_and_tokens(traces, kind),
-        ),
-        CostMetric(
-            "joules_per_request",
-            "J",
-            lambda t: [],  # read through _energy_samples, which knows gross from net
-            needs_hardware=True,
-        ),
-        CostMetric(
-            "idealized_ms_per_request",
-            "ms",
-            lambda t: [t.idealized_ms],
-            unmeasured_hint="no runtime profile: pass --inferbudget-profile PATH (make one with "
-            "`inferbudget calibrate --engine SPEC --out PATH`)",
-        ),
-        CostMetric(
-            "roofline_ratio",
-            "x",
-            lambda t: [t.roofline_ratio],
-            unmeasured_hint="no hardware bound: pass --inferbudget-accelerator NAME "
-            "(or cpu:PEAK_GFLOPS:BANDWIDTH_GBS)",
-        ),
-        CostMetric(
-            "peak_memory_mb",
-            "MB",
-            lambda t: [t.peak_memory_mb],
-            fixed_stat="max",
-            needs_hardware=True,
-            unmeasured_hint="the memory meter could not read this process's peak RSS",
-        ),
-    )
+COST_KEYS: dict[str, CostKey] = {
+    "max_tokens": CostKey("tokens", fixed_stat="max"),
+    "tokens_per_request": CostKey("tokens", bounded=True),
+    "ms_per_request": CostKey("ms"),
+    "ttft_ms": CostKey("ms"),
+    "tpot_ms": CostKey("ms"),
+    "joules_per_token": CostKey("J/token", fixed_stat="total", needs_hardware=True),
+    "joules_per_request": CostKey("J", needs_hardware=True),
+    "idealized_ms_per_request": CostKey("ms"),
+    "roofline_ratio": CostKey("x"),
+    "peak_memory_mb": CostKey("MB", fixed_stat="max", needs_hardware=True),
 }
-ENERGY_KEYS = ("joules_per_token", "joules_per_request")
+"""Cost keys: limited from above, sampled per trace (or per completion)."""
 
-
-def _joules_and_tokens(traces: Sequence[Trace], kind: str) -> tuple[float | None, float]:
-    """Energy over the measured windows per output token, as vLLM's and Zeus's meters
-    report it: a ratio of totals, not a mean of per-request ratios."""
-    energies = [t.energy(kind) for t in traces]
-    if not energies or any(e is None for e in energies):
-        return None, 0.0
-    return math.fsum(e for e in energies if e is not None), float(
-        sum(t.completion_tokens for t in traces)
-    )
-
-
-def _energy_note(traces: Sequence[Trace]) -> str:
-    for trace in traces:
-        for response in trace.responses:
-            if response.energy is None:
-                return "no energy meter ran (--inferbudget-energy=off)"
-            if response.energy.get("method") == "unmeasured":
-                return f"energy unmeasured: {response.energy.get('note') or 'no meter'}"
-    return "energy was not measured for every request"
-
-
-ACCURACY_METRICS: dict[str, AccuracyMetric] = {
-    metric.key: metric
-    for metric in (
-        AccuracyMetric("pass_at_k", "at_least", takes_k=True),
-        AccuracyMetric("eff_at_k", "at_least", takes_k=True),
-        AccuracyMetric("maj_at_k", "at_least", takes_k=True),
-        AccuracyMetric("cost_of_pass", "at_most", takes_k=False),
-        AccuracyMetric("e3", "at_least", takes_k=False),
-    )
+ACCURACY_KEYS: dict[str, AccuracyKey] = {
+    "pass_at_k": AccuracyKey("at_least", takes_k=True),
+    "eff_at_k": AccuracyKey("at_least", takes_k=True),
+    "maj_at_k": AccuracyKey("at_least", takes_k=True),
+    "cost_of_pass": AccuracyKey("at_most", takes_k=False),
+    "e3": AccuracyKey("at_least", takes_k=False),
 }
 
-BUDGET_KEYS = (*COST_METRICS, *ACCURACY_METRICS)
+BUDGET_KEYS = (*COST_KEYS, *ACCURACY_KEYS)
 MODIFIERS = (
     "stat",
     "confidence",
@@ -182,8 +95,10 @@ PLANNED_KEYS: frozenset[str] = frozenset()
 """Keys DESIGN.md names that this version does not check yet: refused, never ignored."""
 
 
-@dataclass(frozen=True, slots=True)
-class BudgetLimit:
+@final
+class BudgetLimit(NamedTuple):
+    """One limit on one key, with the modifiers of the marker that set it."""
+
     key: str
     limit: float
     stat: str
@@ -202,13 +117,13 @@ class BudgetLimit:
 
     @property
     def direction(self) -> str:
-        metric = ACCURACY_METRICS.get(self.key)
+        metric = ACCURACY_KEYS.get(self.key)
         return metric.direction if metric else "at_most"
 
     @property
     def unit(self) -> str:
-        if self.key in COST_METRICS:
-            return COST_METRICS[self.key].unit
+        if self.key in COST_KEYS:
+            return COST_KEYS[self.key].unit
         if self.key == "cost_of_pass":
             return self.cost
         return ""
@@ -218,8 +133,8 @@ class BudgetLimit:
         return f"{self.key}@{self.k}" if self.k is not None else self.key
 
 
-@dataclass(frozen=True, slots=True)
-class BudgetSpec:
+@final
+class BudgetSpec(NamedTuple):
     """Every limit on one test, and how many samples a sequential run may take."""
 
     limits: tuple[BudgetLimit, ...] = ()
@@ -233,7 +148,14 @@ class BudgetSpec:
         return any(limit.confidence is not None for limit in self.limits)
 
     def __bool__(self) -> bool:
+        """True when the test has a limit to judge (a tuple of fields would always be)."""
         return bool(self.limits)
+
+
+def needs_hardware(label: str) -> bool:
+    """Whether a result's key is measured by a hardware meter (see CostKey)."""
+    metric = COST_KEYS.get(label)
+    return metric is not None and metric.needs_hardware
 
 
 def _where(where: str, key: str, value: object) -> str:
@@ -316,18 +238,18 @@ def parse_marker_kwargs(kwargs: Mapping[str, Any], *, where: str) -> list[Budget
         raise BudgetSpecError(f"{_where(where, 'eff_alpha', alpha)} must be above 1")
     limits: list[BudgetLimit] = []
     for key, value in kwargs.items():
-        if key in COST_METRICS:
-            metric = COST_METRICS[key]
+        if key in COST_KEYS:
+            metric = COST_KEYS[key]
             limit = _positive(value, where=where, key=key, unit=metric.unit)
             key_stat = metric.fixed_stat or stat
             key_confidence = None if metric.fixed_stat else confidence
             if key_confidence is not None:
-                _check_confident_cost(metric, key_stat, where)
+                _check_confident_cost(key, metric, key_stat, where)
             limits.append(
                 BudgetLimit(key, limit, key_stat, confidence=key_confidence, energy=energy)
             )
-        elif key in ACCURACY_METRICS:
-            if ACCURACY_METRICS[key].takes_k:
+        elif key in ACCURACY_KEYS:
+            if ACCURACY_KEYS[key].takes_k:
                 k, floor = _k_and_floor(value, where=where, key=key)
                 limits.append(
                     BudgetLimit(key, floor, "mean", k, confidence, reference, cost, alpha)
@@ -373,19 +295,19 @@ def _hardware_limits(kwargs: Mapping[str, Any], where: str) -> list[BudgetLimit]
         if "hardware" in inner:
             raise BudgetSpecError(f"{where}: budget hardware entries cannot nest hardware=")
         for limit in parse_marker_kwargs({**outer, **inner}, where=f"{where} [{pattern}]"):
-            limits.append(dataclasses.replace(limit, hardware=pattern))
+            limits.append(limit._replace(hardware=pattern))
     return limits
 
 
-def _check_confident_cost(metric: CostMetric, stat: str, where: str) -> None:
+def _check_confident_cost(key: str, metric: CostKey, stat: str, where: str) -> None:
     if stat == "max":
         raise BudgetSpecError(
-            f"{where}: budget {metric.key} with stat='max' and confidence: no finite sample "
+            f"{where}: budget {key} with stat='max' and confidence: no finite sample "
             "bounds a maximum with confidence; use stat='p99' (or drop confidence)"
         )
     if stat == "mean" and not metric.bounded:
         raise BudgetSpecError(
-            f"{where}: budget {metric.key} with stat='mean' and confidence: the mean of an "
+            f"{where}: budget {key} with stat='mean' and confidence: the mean of an "
             "unbounded quantity has no distribution-free confidence interval; use a quantile "
             "such as stat='p50' or stat='p90' with confidence"
         )
@@ -491,318 +413,3 @@ def _describe(limit: BudgetLimit) -> str:
     if limit.confidence is not None:
         text += f" at confidence {limit.confidence:g}"
     return text
-
-
-@dataclass(slots=True)
-class _Judgement:
-    measured: float | None
-    samples: int
-    verdict: str
-    reason: str = ""
-    ci: tuple[float | None, float | None] = (None, None)
-    ci_confidence: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def evaluate(
-    spec: BudgetSpec | Iterable[BudgetLimit],
-    traces: Sequence[Trace],
-    scores: Sequence[Score] = (),
-    *,
-    sequential: bool = False,
-    machine: str = "",
-) -> list[BudgetResult]:
-    """Judge each limit against the test's traces and scores.
-
-    ``sequential`` says the samples were looked at after every batch, which calls for
-    the anytime-valid construction for quantiles. ``machine`` (``"DEVICE: NAME"``) picks
-    the ``hardware=`` limits that apply here.
-    """
-    from pytest_inferbudget.records import BudgetResult
-
-    limits = select_for_machine(
-        spec.limits if isinstance(spec, BudgetSpec) else tuple(spec), machine
-    )
-    results = []
-    for limit in limits:
-        if limit.key in COST_METRICS:
-            judgement = _judge_cost(limit, traces, sequential)
-        else:
-            judgement = _judge_accuracy(limit, scores)
-        results.append(
-            BudgetResult(
-                key=limit.label,
-                limit=limit.limit,
-                stat=limit.stat if limit.key in COST_METRICS else "",
-                unit=limit.unit,
-                measured=judgement.measured,
-                samples=judgement.samples,
-                verdict=judgement.verdict,
-                reason=judgement.reason,
-                direction=limit.direction,
-                ci_low=judgement.ci[0],
-                ci_high=judgement.ci[1],
-                confidence=judgement.ci_confidence,
-            )
-        )
-    return results
-
-
-def needs_hardware(label: str) -> bool:
-    """Whether a result's key is measured by a hardware meter (see CostMetric)."""
-    metric = COST_METRICS.get(label)
-    return metric is not None and metric.needs_hardware
-
-
-def select_for_machine(limits: Sequence[BudgetLimit], machine: str) -> list[BudgetLimit]:
-    """Per key, the first ``hardware=`` limit whose pattern matches ``machine``
-    (shell-style, case-insensitive), else the marker's plain limit; a key with only
-    non-matching hardware limits is not checked on this machine."""
-    chosen: dict[tuple[str, str, int | None], BudgetLimit] = {}
-    for limit in limits:
-        slot = (limit.key, limit.stat, limit.k)
-        if limit.hardware is None:
-            chosen.setdefault(slot, limit)
-        elif fnmatch.fnmatch(machine.lower(), limit.hardware.lower()) and (
-            slot not in chosen or chosen[slot].hardware is None
-        ):
-            chosen[slot] = limit
-    return list(chosen.values())
-
-
-def _point_verdict(measured: float, limit: BudgetLimit) -> str:
-    if limit.direction == "at_most":
-        return "pass" if measured <= limit.limit else "fail"
-    return "pass" if measured >= limit.limit else "fail"
-
-
-def _judge_cost(limit: BudgetLimit, traces: Sequence[Trace], sequential: bool) -> _Judgement:
-    metric = COST_METRICS[limit.key]
-    if metric.ratio is not None:
-        return _judge_total(limit, metric, traces)
-    if limit.key == "joules_per_request":
-        measured_values = [t.energy(limit.energy) for t in traces]
-    else:
-        measured_values = [value for t in traces for value in metric.samples(t)]
-    samples = [value for value in measured_values if value is not None]
-    if not samples:
-        return _Judgement(None, 0, "unmeasured", _unmeasured_reason(metric, traces))
-    measured = summarize(samples, limit.stat)
-    if limit.confidence is None:
-        return _Judgement(measured, len(samples), _point_verdict(measured, limit))
-    from pytest_inferbudget.metrics import confidence as conf
-
-    if limit.stat in QUANTILES:
-        q = QUANTILES[limit.stat]
-        ci: tuple[float | None, float | None] = conf.quantile_ci(samples, q, limit.confidence)
-        judge = conf.quantile_sequential_verdict if sequential else conf.quantile_verdict
-        verdict = str(judge(samples, q, limit.limit, limit.confidence))
-    else:  # a bounded mean: token counts never exceed what the requests allowed
-        bound = max(
-            float(sum(r.request.max_new_tokens * r.request.n for r in t.responses)) for t in traces
-        )
-        ci = conf.mean_confidence_sequence(samples, lo=0.0, hi=bound, confidence=limit.confidence)
-        verdict = str(
-            conf.mean_verdict(
-                samples,
-                lo=0.0,
-                hi=bound,
-                limit=limit.limit,
-                confidence=limit.confidence,
-                direction="at_most",
-            )
-        )
-    reason = "" if verdict != "inconclusive" else _inconclusive_reason(limit, len(samples))
-    return _Judgement(measured, len(samples), verdict, reason, ci, limit.confidence)
-
-
-def _unmeasured_reason(metric: CostMetric, traces: Sequence[Trace]) -> str:
-    if not traces:
-        return "the test recorded no generation"
-    if metric.key in ENERGY_KEYS:
-        return _energy_note(traces)
-    return metric.unmeasured_hint or f"no request measured {metric.key}"
-
-
-def _judge_total(limit: BudgetLimit, metric: CostMetric, traces: Sequence[Trace]) -> _Judgement:
-    if metric.ratio is None:
-        raise TypeError(f"{metric.key} is not a ratio of totals")
-    numerator, denominator = metric.ratio(traces, limit.energy)
-    if numerator is None:
-        return _Judgement(None, 0, "unmeasured", _unmeasured_reason(metric, traces))
-    if denominator == 0:
-        return _Judgement(None, len(traces), "unmeasured", "the requests produced no tokens")
-    measured = numerator / denominator
-    return _Judgement(measured, len(traces), _point_verdict(measured, limit))
-
-
-def _inconclusive_reason(limit: BudgetLimit, samples: int) -> str:
-    return (
-        f"the {limit.confidence:g} confidence interval from {samples} samples contains the "
-        f"limit {limit.limit:g}; draw more samples (infer.sample_until_confident) or "
-        "lower confidence"
-    )
-
-
-def _problems(scores: Sequence[Score]) -> dict[str, list[Score]]:
-    groups: dict[str, list[Score]] = {}
-    for score in scores:
-        groups.setdefault(score.problem, []).append(score)
-    return groups
-
-
-def _sample_cost(score: Score, unit: str) -> float | None:
-    return float(score.tokens) if unit == "tokens" else score.ms
-
-
-def _judge_accuracy(limit: BudgetLimit, scores: Sequence[Score]) -> _Judgement:
-
-    if not scores:
-        return _Judgement(
-            None,
-            0,
-            "unmeasured",
-            "the test scored no sample; call infer.score(result, correct=...)",
-        )
-    groups = list(_problems(scores).values())
-    if limit.k is not None:
-        fewest = min(len(group) for group in groups)
-        if limit.k > fewest:
-            return _Judgement(
-                None,
-                len(scores),
-                "unmeasured",
-                f"{limit.label} needs at least {limit.k} samples of every problem, but a "
-                f"problem has only {fewest} (samples per problem: "
-                f"{sorted({len(g) for g in groups})}); lower k or draw more samples",
-            )
-    try:
-        per_problem = _per_problem_values(limit, groups)
-    except _Unmeasurable as exc:
-        return _Judgement(None, len(scores), "unmeasured", str(exc))
-    if per_problem is not None:
-        measured = math.fsum(per_problem) / len(per_problem)
-        if limit.confidence is not None:
-            from pytest_inferbudget.metrics import confidence as conf
-
-            hi = limit.alpha / (limit.alpha - 1) if limit.key == "eff_at_k" else 1.0
-            ci = conf.mean_confidence_sequence(
-                per_problem, lo=0.0, hi=hi, confidence=limit.confidence
-            )
-            verdict = str(
-                conf.mean_verdict(
-                    per_problem,
-                    lo=0.0,
-                    hi=hi,
-                    limit=limit.limit,
-                    confidence=limit.confidence,
-                    direction="at_least",
-                )
-            )
-            reason = (
-                "" if verdict != "inconclusive" else _inconclusive_reason(limit, len(per_problem))
-            )
-            return _Judgement(measured, len(scores), verdict, reason, ci, limit.confidence)
-        return _Judgement(
-            measured,
-            len(scores),
-            _point_verdict(measured, limit),
-            "",
-            _bootstrap(per_problem),
-            BOOTSTRAP_CONFIDENCE,
-        )
-    return _judge_ratio(limit, groups)
-
-
-class _Unmeasurable(Exception):
-    pass
-
-
-def _per_problem_values(limit: BudgetLimit, groups: list[list[Score]]) -> list[float] | None:
-    """pass@k, eff@k and maj@k average over problems, as the papers do."""
-    from pytest_inferbudget.metrics import accuracy
-
-    k = limit.k or 1
-    if limit.key == "pass_at_k":
-        return [accuracy.pass_at_k(len(g), sum(s.correct for s in g), k) for g in groups]
-    if limit.key == "eff_at_k":
-        return [accuracy.eff_at_k([_efficiency(s, limit) for s in g], k) for g in groups]
-    if limit.key == "maj_at_k":
-        values = []
-        for group in groups:
-            if any(s.answer is None and s.correct for s in group):
-                raise _Unmeasurable(
-                    "maj_at_k needs each sample's answer: pass answer=... to infer.score "
-                    "(strategies fill it in)"
-                )
-            right = [s.answer for s in group if s.correct]
-            if not right:
-                values.append(0.0)
-                continue
-            values.append(accuracy.maj_at_k([s.answer for s in group], right[0], k))
-        return values
-    return None
-
-
-def _efficiency(score: Score, limit: BudgetLimit) -> float:
-    from pytest_inferbudget.metrics import accuracy
-
-    if not score.correct:
-        return 0.0
-    if score.efficiency is not None:
-        return score.efficiency
-    if limit.reference is None:
-        raise _Unmeasurable(
-            "eff_at_k needs a reference cost: give eff_reference=... in the marker, or "
-            "efficiency=... to infer.score"
-        )
-    cost = _sample_cost(score, limit.cost)
-    if cost is None:
-        raise _Unmeasurable(f"eff_at_k counts cost in {limit.cost}, which was not measured")
-    return accuracy.efficiency_score(cost, limit.reference, limit.alpha)
-
-
-def _judge_ratio(limit: BudgetLimit, groups: list[list[Score]]) -> _Judgement:
-    """cost_of_pass and E3: statistics of all samples; intervals by resampling problems."""
-    from pytest_inferbudget.metrics import accuracy
-
-    def statistic(chosen: Sequence[list[Score]]) -> float:
-        samples = [s for g in chosen for s in g]
-        if limit.key == "cost_of_pass":
-            costs = [_sample_cost(s, limit.cost) for s in samples]
-            if any(c is None for c in costs):
-                raise _Unmeasurable(f"cost_of_pass counts cost in {limit.cost}, not measured")
-            return accuracy.cost_of_pass(
-                [c for c in costs if c is not None], [s.correct for s in samples]
-            )
-        rate = sum(s.correct for s in samples) / len(samples)
-        mean_tokens = sum(s.tokens for s in samples) / len(samples)
-        if mean_tokens == 0:
-            raise _Unmeasurable("e3 needs the scored samples to have cost tokens")
-        return accuracy.e3(rate, mean_tokens)
-
-    samples = sum(len(g) for g in groups)
-    try:
-        measured = statistic(groups)
-    except _Unmeasurable as exc:
-        return _Judgement(None, samples, "unmeasured", str(exc))
-    ci = _bootstrap(
-        [float(i) for i in range(len(groups))],
-        lambda picked: statistic([groups[int(i)] for i in picked]),
-    )
-    reason = "no sample was correct, so a pass costs without bound" if math.isinf(measured) else ""
-    return _Judgement(
-        measured, samples, _point_verdict(measured, limit), reason, ci, BOOTSTRAP_CONFIDENCE
-    )
-
-
-def _bootstrap(
-    values: list[float], statistic: Callable[[Sequence[float]], float] | None = None
-) -> tuple[float | None, float | None]:
-    from pytest_inferbudget.metrics import accuracy
-
-    if len(values) < 2:
-        return (None, None)
-    if statistic is None:
-        return accuracy.bootstrap_ci(values, confidence=BOOTSTRAP_CONFIDENCE, resamples=1000)
-    return accuracy.bootstrap_ci(values, statistic, confidence=BOOTSTRAP_CONFIDENCE, resamples=1000)

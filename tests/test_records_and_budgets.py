@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_inferbudget.budget import BudgetLimit, evaluate, parse_markers
+from pytest_inferbudget import budget, metrics, verdicts
+from pytest_inferbudget.budget import BudgetLimit, parse_markers
 from pytest_inferbudget.errors import BudgetSpecError
 from pytest_inferbudget.metrics import quantile
 from pytest_inferbudget.records import (
@@ -23,6 +24,7 @@ from pytest_inferbudget.records import (
     TestRecord,
     Trace,
 )
+from pytest_inferbudget.verdicts import evaluate
 
 
 def response(tokens: list[int], e2e: list[float | None], ttft: float | None = 10.0) -> Response:
@@ -139,3 +141,67 @@ def test_quantile_matches_numpy_linear_method(values: list[float], q: float) -> 
 def test_quantile_is_order_independent() -> None:
     values = [random.Random(1).expovariate(1.0) for _ in range(101)]
     assert quantile(values, 0.95) == quantile(sorted(values, reverse=True), 0.95)
+
+
+def test_spec_and_verdict_tables_name_the_same_keys_and_statistics() -> None:
+    # budget.py keeps its own copies so that collection loads neither verdicts nor metrics
+    assert set(budget.COST_KEYS) == set(verdicts.SAMPLERS)
+    assert tuple(metrics.STATISTICS) == budget.STATISTICS
+    assert set(verdicts.QUANTILES) <= set(budget.STATISTICS)
+
+
+def test_hardware_variants_take_the_outer_modifiers_and_their_pattern() -> None:
+    spec = parse_markers(
+        [((), {"stat": "p90", "ms_per_request": 900, "hardware": {"cuda:*": {"ttft_ms": 80}}})],
+        where="t",
+    )
+    assert BudgetLimit("ttft_ms", 80.0, "p90", hardware="cuda:*") in spec.limits
+    chosen = verdicts.select_for_machine(spec.limits, "cpu: some cpu")
+    assert [lim.key for lim in chosen] == ["ms_per_request"]  # the cuda-only limit is not here
+    assert bool(spec) and not spec.confident
+    assert not budget.BudgetSpec()
+
+
+EVALUATION_MODULES = (
+    "pytest_inferbudget.verdicts",
+    "pytest_inferbudget.records",
+    "pytest_inferbudget.recorder",
+    "pytest_inferbudget.metrics",
+    "pytest_inferbudget.report.terminal",
+    "pytest_inferbudget.compare",
+)
+
+
+def test_collection_loads_spec_checks_but_no_evaluation_code(pytester: pytest.Pytester) -> None:
+    """`pytest --co` pays for option and marker registration and key validation only."""
+    pytester.makeconftest(
+        f"""
+        import sys
+
+        def pytest_collection_finish(session):
+            loaded = [m for m in {EVALUATION_MODULES!r} if m in sys.modules]
+            print("EVALUATION-MODULES:", ",".join(loaded) or "none")
+            print("SPEC-LOADED:", "pytest_inferbudget.budget" in sys.modules)
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.budget(max_tokens=8, ms_per_request=100, stat="p95")
+        def test_one(infer):
+            infer("hi")
+
+        @pytest.mark.budget(ttft_ms=-1)
+        def test_bad(infer):
+            infer("hi")
+        """
+    )
+    result = pytester.runpytest_subprocess("--co", "-s", "-p", "inferbudget")
+    result.stdout.fnmatch_lines(
+        [
+            "EVALUATION-MODULES: none",
+            "SPEC-LOADED: True",
+            "*test_bad*ttft_ms=-1*must be a finite number above 0*",
+        ]
+    )
