@@ -214,7 +214,11 @@ class CalibrationRow:
     prompt_tokens: int
     output_tokens: int
     measured_ms: float
+    """The end-to-end latency measured."""
     predicted_ms: float
+    ttft_ms: float | None = None
+    """The time to first token measured (``None``: the engine does not stream); kept so a
+    saved profile can be fitted again (:meth:`RuntimeProfile.samples`) without timing."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -222,6 +226,7 @@ class CalibrationRow:
             "output_tokens": self.output_tokens,
             "measured_ms": self.measured_ms,
             "predicted_ms": self.predicted_ms,
+            "ttft_ms": self.ttft_ms,
         }
 
     @classmethod
@@ -231,6 +236,7 @@ class CalibrationRow:
             output_tokens=int(data["output_tokens"]),
             measured_ms=float(data["measured_ms"]),
             predicted_ms=float(data["predicted_ms"]),
+            ttft_ms=_optional_float(data.get("ttft_ms")),
         )
 
 
@@ -290,6 +296,19 @@ class RuntimeProfile:
     @property
     def prompt_lengths(self) -> tuple[int, ...]:
         return tuple(self.prompt_ms)
+
+    def samples(self) -> tuple[TimingSample, ...]:
+        """The calibration requests as timing samples, to fit again (another method, the
+        overhead term) without timing the engine again. Empty for a hand-written profile."""
+        return tuple(
+            TimingSample(
+                prompt_tokens=row.prompt_tokens,
+                output_tokens=row.output_tokens,
+                ttft_ms=row.ttft_ms,
+                e2e_ms=row.measured_ms,
+            )
+            for row in self.table
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -491,6 +510,11 @@ def fit_profile(
         )
         overhead_ms = min(_fit_overhead(samples, method), max(0.0, ceiling))
         prompt_ms, g = fit_parts(samples, lengths, overhead_ms)
+        # At the ceiling one coefficient is zero in exact arithmetic; rounding can leave it
+        # a hair below (-1e-15 ms): that is zero, not a negative time.
+        tolerance = 1e-9 * max(1.0, overhead_ms, *base)
+        prompt_ms = {k: 0.0 if -tolerance < v < 0.0 else v for k, v in prompt_ms.items()}
+        g = 0.0 if -tolerance < g < 0.0 else g
     negative = {k: v for k, v in prompt_ms.items() if v < 0.0}
     if negative or g < 0.0:
         what = [f"f({k}) = {v:.3g} ms" for k, v in negative.items()]
@@ -654,6 +678,7 @@ def build_profile(
             output_tokens=s.output_tokens,
             measured_ms=s.e2e_ms,
             predicted_ms=predict_ms(fit, s.prompt_tokens, s.output_tokens),
+            ttft_ms=s.ttft_ms,
         )
         for s in samples
     )
@@ -699,6 +724,12 @@ def calibrate(
     count matches exactly, the closest count below the target is used and the sample
     is fitted at its real length. The probes are untimed.
 
+    No two timed requests share a prefix: each starts with a different common word
+    checked to take as many tokens as ``word`` (:func:`_salt_words`), so an engine's
+    prefix cache (vLLM caches prompt blocks by default) cannot serve a repeated
+    calibration prompt, or the shared start of a longer one, from cache; the profile
+    times prompt encoding, not cache hits.
+
     Warm-up: ``warmup`` untimed requests of the largest prompt and output lengths
     before timing (allocators, caches, kernels). Timing runs round-robin over the grid,
     one repeat of every cell before the next, so slow drift (heat, other processes)
@@ -733,14 +764,17 @@ def calibrate(
     started_ns = time.perf_counter_ns()
     info = dict(engine.describe())
     prompts = {p: _exact_prompt(engine, p, word, say) for p in lengths}
+    timed_requests = warmup + n_repeats * len(lengths) * len(outputs)
+    starts = _salt_words(engine, word, timed_requests, say)
+    salts = itertools.cycle(starts)
     for index in range(warmup):
         say(f"warm-up {index + 1}/{warmup}: {lengths[-1]} prompt tokens, {max(outputs)} output")
-        _timed(engine, prompts[lengths[-1]], max(outputs))
+        _timed(engine, _salted(prompts[lengths[-1]], next(salts)), max(outputs))
     samples: list[TimingSample] = []
     for repeat in range(n_repeats):
         for p in lengths:
             for o in outputs:
-                sample = _timed(engine, prompts[p], o)
+                sample = _timed(engine, _salted(prompts[p], next(salts)), o)
                 samples.append(sample)
                 say(
                     f"repeat {repeat + 1}/{n_repeats}: p={sample.prompt_tokens} "
@@ -765,6 +799,7 @@ def calibrate(
             "output_lengths": list(outputs),
             "repeats": n_repeats,
             "warmup": warmup,
+            "distinct_prompt_starts": len(starts),
             "quick": quick,
             "overhead": overhead,
             "method": fit.diagnostics.method,
@@ -788,6 +823,52 @@ def _timed(engine: Engine, prompt: str, output_tokens: int) -> TimingSample:
         ttft_ms=generation.ttft_ms,
         e2e_ms=generation.e2e_ms,
     )
+
+
+_SALT_WORDS: Final = (
+    "a", "an", "and", "as", "at", "be", "but", "by", "do", "for", "from", "go", "has", "he",
+    "her", "his", "how", "if", "in", "into", "is", "it", "its", "me", "my", "no", "not", "now",
+    "of", "on", "one", "or", "our", "out", "so", "some", "than", "that", "them", "then",
+    "there", "they", "this", "to", "two", "up", "us", "was", "we", "were", "what", "when",
+    "which", "who", "will", "with", "you", "your", "all", "any", "can", "day", "did", "get",
+    "had", "him", "may", "new", "old", "see", "way", "use", "man",
+)  # fmt: skip
+"""Common short words, most of them one token in any BPE vocabulary, to start prompts."""
+
+
+def _salt_words(engine: Engine, word: str, needed: int, say: Progress) -> list[str]:
+    """Up to ``needed`` first words that tokenize like ``word`` does in front of it.
+
+    Every timed prompt starts with a different one of them, so no two timed requests
+    share a prefix and an engine's prefix cache (vLLM's automatic prefix caching) cannot
+    serve a prompt from cache: the profile times prefill, not a cache hit. Each candidate
+    is checked with an untimed two-word request, ``"<salt> <word>"`` against
+    ``"<word> <word>"``, so the prompt lengths stay exact.
+    """
+
+    def tokens(text: str) -> int:
+        response = engine.generate([Request(text, max_new_tokens=1, chat=False)])[0]
+        return response.generations[0].prompt_tokens
+
+    reference = tokens(f"{word} {word}")
+    found: list[str] = []
+    for salt in _SALT_WORDS:
+        if len(found) >= needed:
+            break
+        if salt != word and tokens(f"{salt} {word}") == reference:
+            found.append(salt)
+    if len(found) < needed:
+        say(
+            f"only {len(found)} distinct prompt starts for {needed} timed requests: some "
+            f"prompts repeat and an engine's prefix cache may shorten their prefill"
+        )
+    return found or [word]
+
+
+def _salted(prompt: str, salt: str) -> str:
+    """``prompt`` with its first word replaced by ``salt``."""
+    _, _, rest = prompt.partition(" ")
+    return f"{salt} {rest}" if rest else salt
 
 
 def _exact_prompt(engine: Engine, target: int, word: str, say: Progress) -> str:

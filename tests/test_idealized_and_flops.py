@@ -216,6 +216,25 @@ def test_overhead_leaves_predictions_at_tabulated_lengths_unchanged() -> None:
         assert predict_ms(denoised, k, 9) == pytest.approx(predict_ms(plain, k, 9))
 
 
+def test_overhead_at_its_ceiling_gives_zero_not_a_rounding_negative() -> None:
+    # vLLM on a CPU: the time to first token barely grows with the prompt, so the
+    # straight line's intercept reaches the ceiling min f(k) and one f(k) is zero
+    # (a one-token prompt a little faster than the line through the others)
+    def ttft(p: int, r: int) -> float:
+        return (40.0 if p == 1 else 50.0 + 0.01 * p) + 0.37 * r  # rounds to -4.7e-15
+
+    samples = [
+        TimingSample(p, o, ttft_ms=ttft(p, r), e2e_ms=ttft(p, r) + 40.0 * (o - 1))
+        for p in (1, 200, 256, 400, 512)
+        for o in (8, 32)
+        for r in range(3)
+    ]
+    fit = fit_profile(samples, (1, 256, 512), overhead=True)
+    assert fit.overhead_ms is not None and fit.overhead_ms > 0.0
+    assert min(fit.prompt_ms.values()) == 0.0
+    assert all(v >= 0.0 for v in fit.prompt_ms.values())
+
+
 def test_fit_explains_what_it_cannot_determine() -> None:
     truth = make_profile()
     with pytest.raises(FitError, match="no samples for the tabulated prompt length"):
@@ -266,6 +285,27 @@ def test_profile_round_trips_through_a_file(tmp_path: Path) -> None:
     loaded = RuntimeProfile.load(path)
     assert loaded == profile
     assert json.loads(path.read_text())["schema_version"] == PROFILE_SCHEMA_VERSION
+
+
+def test_a_saved_profile_can_be_fitted_again_from_its_table(tmp_path: Path) -> None:
+    samples = synthetic_samples(make_profile(), PROMPTS, [4, 16], repeats=2, noise=0.02)
+    fit = fit_profile(samples)
+    profile = build_profile(fit, samples, model="m", hardware_key="hw", engine_spec="fake:m")
+    path = tmp_path / "m.json"
+    profile.save(path)
+    loaded = RuntimeProfile.load(path)
+    assert loaded.samples() == tuple(samples)  # TTFTs included, so split can refit
+    again = fit_profile(loaded.samples(), loaded.prompt_lengths)
+    assert again.prompt_ms == fit.prompt_ms
+    assert again.per_output_token_ms == fit.per_output_token_ms
+    denoised = fit_profile(loaded.samples(), loaded.prompt_lengths, overhead=True)
+    assert denoised.overhead_ms is not None
+    # a profile file from before TTFTs were kept still loads; its samples lack them
+    data = json.loads(path.read_text())
+    for row in data["table"]:
+        del row["ttft_ms"]
+    path.write_text(json.dumps(data))
+    assert all(s.ttft_ms is None for s in RuntimeProfile.load(path).samples())
 
 
 @pytest.mark.parametrize(
@@ -333,6 +373,90 @@ def test_request_flops_and_bytes_equal_a_token_by_token_sum() -> None:
     decode_bytes = sum(shape.weight_bytes_per_pass + (t - 1) * kv + kv for t in range(p + 1, p + o))
     assert cost.decode.bytes_moved == pytest.approx(decode_bytes)
     assert shape.weight_bytes_per_pass == SMOLLM2_PARAMETERS * 2  # tied head: read once
+
+
+def test_flops_and_bytes_of_a_tiny_config_by_hand() -> None:
+    """Every figure below is counted by hand from the definitions, not by the module."""
+    tiny = ModelShape(
+        hidden_size=4,
+        intermediate_size=8,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=2,
+        vocab_size=10,
+    )
+    # per layer: q and o 4 x (2*2) = 16 each, k and v 4 x (1*2) = 8 each, MLP 3 x 4 x 8 = 96
+    assert tiny.layer_matmul_parameters == 16 + 16 + 8 + 8 + 96 == 144
+    # + two norms of 4 per layer, a final norm of 4, the tied 10 x 4 embedding
+    assert tiny.parameters == 2 * (144 + 8) + 4 + 40 == 348
+    # one token: 2 FLOPs per matmul weight over 2 layers = 576; head 2 * 4 * 10 = 80;
+    # attention at position t: 4 * 2 layers * t * d_attn 4 = 32 t
+    assert tiny.token_flops(1) == 576 + 80 + 32
+    cost = request_cost(tiny, 3, 2)
+    assert cost.prefill.flops == 3 * 576 + 32 * (1 + 2 + 3) + 80 == 2000
+    assert cost.prefill.attention_flops == 192 and cost.prefill.matmul_flops == 1808
+    assert cost.decode.flops == 576 + 80 + 32 * 4 == 784  # one step, at position 4
+    # float32: weights (308 non-embedding + 40 head) * 4 bytes = 1392 a pass; KV per
+    # token 2 (k, v) * 2 layers * 1 head * 2 dims * 4 bytes = 32
+    assert cost.prefill.bytes_moved == 1392 + 3 * 32
+    assert cost.decode.bytes_moved == 1392 + 3 * 32 + 32  # read 3 cached tokens, write 1
+
+
+def test_forward_flops_agree_with_torch_flop_counter(smollm_engine: Engine) -> None:
+    """Our FLOPs against ``torch.utils.flop_counter.FlopCounterMode`` on the real model.
+
+    The counter counts matrix multiplies only (``aten.mm`` for the linear layers,
+    ``aten.bmm`` for eager attention's ``q k^T`` and ``weights v``): nothing else here
+    is one (the rotary embedding, norms, activations and softmax are elementwise), and our
+    formula leaves exactly those out. Attention runs eager for the count, because the CPU
+    SDPA kernel (``_scaled_dot_product_flash_attention_for_cpu``) has no formula in the
+    counter and would be missed. The weight matmuls then agree exactly, in prefill and in
+    a decode step. Prefill attention differs by a known factor, not a tolerance: eager
+    attention computes the full ``p x p`` score matrix and masks it afterwards, which the
+    counter counts (``4 L d_attn p^2``), while we count the causal work a token needs
+    (``t`` keys at position ``t``: ``2 L d_attn p (p + 1)``). A decode step's query sees
+    every cached key, so there the two agree exactly.
+    """
+    torch = pytest.importorskip("torch")
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model: Any = getattr(smollm_engine, "model", None)
+    if model is None:
+        pytest.skip(f"{smollm_engine.spec} exposes no torch model")
+    folder = resolve_model("smollm2-135m-instruct", lambda line: None)
+    shape = ModelShape.from_config(json.loads((folder / "config.json").read_text()))
+    p = 48
+    cost = request_cost(shape, p, 2)
+
+    def counted(**inputs: Any) -> tuple[dict[str, int], Any]:
+        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+            # logits of the last position only, as generate() asks for them
+            output = model(**inputs, use_cache=True, logits_to_keep=1)
+        counts = {str(op): int(n) for op, n in counter.get_flop_counts()["Global"].items()}
+        return counts, output
+
+    before = model.config._attn_implementation
+    model.set_attn_implementation("eager")
+    try:
+        prompt = torch.arange(1000, 1000 + p).unsqueeze(0)
+        prefill, output = counted(input_ids=prompt)
+        token = output.logits[:, -1:].argmax(-1)
+        decode, _ = counted(input_ids=token, past_key_values=output.past_key_values)
+    finally:
+        model.set_attn_implementation(before)
+    assert model.config._attn_implementation == before
+
+    assert set(prefill) == set(decode) == {"aten.mm", "aten.bmm"}
+    assert prefill["aten.mm"] == pytest.approx(cost.prefill.matmul_flops, rel=1e-12)
+    assert decode["aten.mm"] == pytest.approx(cost.decode.matmul_flops, rel=1e-12)
+    layers, d_attn = shape.num_hidden_layers, shape.d_attn
+    assert prefill["aten.bmm"] == 4 * layers * d_attn * p * p
+    assert cost.prefill.attention_flops == pytest.approx(
+        prefill["aten.bmm"] * (p + 1) / (2 * p), rel=1e-12
+    )
+    assert decode["aten.bmm"] == pytest.approx(cost.decode.attention_flops, rel=1e-12)
+    assert sum(decode.values()) == pytest.approx(cost.decode.flops, rel=1e-12)
 
 
 def test_prefill_flops_per_token_match_kaplan() -> None:
@@ -452,6 +576,8 @@ def test_quick_calibration_on_the_default_model(smollm_engine: Engine, tmp_path:
     assert profile.model == "smollm2-135m-instruct"
     assert profile.engine_info["parameters"] == SMOLLM2_PARAMETERS
     assert profile.calibration["quick"] is True and profile.calibration["duration_s"] > 0
+    # every timed prompt starts differently, so no prefix cache can serve one
+    assert profile.calibration["distinct_prompt_starts"] == len(profile.table)
     assert len(profile.table) == 3 * 2 * 2
     assert {row.prompt_tokens for row in profile.table} == set(QUICK_PROMPT_LENGTHS)
     assert all(v > 0 for v in profile.prompt_ms.values()) and profile.per_output_token_ms > 0

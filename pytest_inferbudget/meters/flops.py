@@ -270,6 +270,14 @@ class PhaseCost:
 
     flops: float
     bytes_moved: float
+    attention_flops: float = 0.0
+    """The part of ``flops`` in attention's scores and weighted sum (``4 L t d_attn`` per
+    token at position ``t``); the rest, ``matmul_flops``, is the weight matrix multiplies."""
+
+    @property
+    def matmul_flops(self) -> float:
+        """FLOPs of the weight matrix multiplies: projections, MLP and the output head."""
+        return self.flops - self.attention_flops
 
 
 @final
@@ -333,14 +341,16 @@ def request_cost(
     matmul_per_token = 2.0 * layers * shape.layer_matmul_parameters
     head = 2.0 * shape.hidden_size * shape.vocab_size
     # sum over positions 1..p of 4 * L * t * d_attn = 2 * L * d_attn * p * (p + 1)
-    prefill_flops = p * matmul_per_token + 2.0 * layers * d_attn * p * (p + 1)
+    prefill_attention = 2.0 * layers * d_attn * p * (p + 1)
+    prefill_flops = p * matmul_per_token + prefill_attention
     if output_tokens > 0:
         prefill_flops += head
     prefill_bytes = shape.weight_bytes_per_pass + b * p * shape.kv_bytes_per_token
     steps = max(0, output_tokens - 1)
     # positions p+1 .. p+steps: sum of t = steps * p + steps * (steps + 1) / 2
     positions = steps * p + steps * (steps + 1) / 2
-    decode_flops = steps * (matmul_per_token + head) + 4.0 * layers * d_attn * positions
+    decode_attention = 4.0 * layers * d_attn * positions
+    decode_flops = steps * (matmul_per_token + head) + decode_attention
     # cached tokens read at step i: p + i - 1, summed over i = 1..steps
     cached = steps * p + steps * (steps - 1) / 2
     decode_bytes = steps * shape.weight_bytes_per_pass + b * shape.kv_bytes_per_token * (
@@ -350,8 +360,14 @@ def request_cost(
         prompt_tokens=prompt_tokens,
         output_tokens=output_tokens,
         batch_size=batch_size,
-        prefill=PhaseCost(flops=b * prefill_flops, bytes_moved=prefill_bytes),
-        decode=PhaseCost(flops=b * decode_flops, bytes_moved=decode_bytes),
+        prefill=PhaseCost(
+            flops=b * prefill_flops,
+            bytes_moved=prefill_bytes,
+            attention_flops=b * prefill_attention,
+        ),
+        decode=PhaseCost(
+            flops=b * decode_flops, bytes_moved=decode_bytes, attention_flops=b * decode_attention
+        ),
         dtype=shape.dtype,
     )
 
