@@ -97,6 +97,30 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         help="hardware for roofline_ratio: h100-sxm, a100-80gb, ... or cpu:GFLOPS:GBS",
     )
+    group.addoption(
+        "--inferbudget-record",
+        metavar="PATH",
+        default=None,
+        help="write every recorded request and its generations to the cassette PATH",
+    )
+    group.addoption(
+        "--inferbudget-replay",
+        metavar="PATH",
+        default=None,
+        help="serve generations from the cassette PATH with no model; time and energy "
+        "budgets are then unmeasured",
+    )
+    parser.addini(
+        "inferbudget_vllm_server_model",
+        help="model of the vllm_server fixture: the default model's alias or a folder",
+        default="smollm2-135m-instruct",
+    )
+    parser.addini(
+        "inferbudget_vllm_server_args",
+        type="args",
+        help="arguments of the vllm_server fixture's server, replacing its defaults",
+        default=[],
+    )
     parser.addini("inferbudget_profile", help="default runtime profile path", default="")
     parser.addini("inferbudget_accelerator", help="default accelerator", default="")
     parser.addini(
@@ -152,14 +176,27 @@ class Settings:
     html_path: Path | None = None
     profile_path: Path | None = None
     accelerator: str | None = None
+    record_path: Path | None = None
+    replay_path: Path | None = None
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
         engine = config.getoption("inferbudget_engine") or config.getini("inferbudget_engine")
+        record_path = _path(config, config.getoption("inferbudget_record"))
+        replay_path = _path(config, config.getoption("inferbudget_replay"))
+        if replay_path:  # the cassette is the engine
+            engine = f"replay:{replay_path}"
         try:
-            EngineSpec.parse(str(engine))
+            spec = EngineSpec.parse(str(engine))
         except EngineSpecError as exc:
             raise pytest.UsageError(str(exc)) from exc
+        if spec.name == "replay":
+            replay_path = Path(spec.target)
+        if record_path and replay_path:
+            raise pytest.UsageError(
+                "--inferbudget-record and --inferbudget-replay exclude each other: record "
+                "with a real engine, then replay the cassette in another run"
+            )
         json_path = config.getoption("inferbudget_json")
         energy = config.getoption("inferbudget_energy") or config.getini("inferbudget_energy")
         return cls(
@@ -183,6 +220,8 @@ class Settings:
             or config.getini("inferbudget_accelerator")
             or None,
             rapl_root=str(config.getini("inferbudget_rapl_root")) or None,
+            record_path=record_path,
+            replay_path=replay_path,
         )
 
 

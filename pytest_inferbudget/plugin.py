@@ -6,11 +6,11 @@ for the ``inference_engine`` fixture.
 
 from __future__ import annotations
 
+import os
 import sys
-import uuid
+import time
 import warnings
 from collections.abc import Callable, Generator, Iterator
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -18,10 +18,11 @@ import pytest
 from pytest_inferbudget import budget
 from pytest_inferbudget.config import Settings, add_options
 from pytest_inferbudget.engines import Engine, EngineSpec, Progress
-from pytest_inferbudget.errors import BudgetSpecError, InferBudgetError
-from pytest_inferbudget.report import terminal
+from pytest_inferbudget.errors import BudgetSpecError, EngineError, InferBudgetError
 
 if TYPE_CHECKING:  # records and the recorder load with the first test, not at start-up
+    from pathlib import Path
+
     from pytest_inferbudget.meters import Meter
     from pytest_inferbudget.recorder import Metering, Recorder
     from pytest_inferbudget.records import RunRecord, TestRecord
@@ -34,6 +35,8 @@ RECORDER = pytest.StashKey["Recorder"]()
 RECORD = pytest.StashKey["TestRecord"]()
 REPORT_KEY = "inferbudget"
 """Attribute of a call-phase TestReport holding the test's record as builtin types."""
+ENGINE_ERROR_KEY = "inferbudget_engine_error"
+"""Set on a call-phase report whose test failed because the engine did (not a budget)."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -131,7 +134,8 @@ def inferbudget_metering(
     from pytest_inferbudget.meters import MemoryMeter
     from pytest_inferbudget.recorder import Metering
 
-    choice = pytestconfig.stash[SETTINGS].energy
+    settings = pytestconfig.stash[SETTINGS]
+    choice = "off" if settings.replay_path else settings.energy  # nothing runs to meter
     try:
         meter = pytestconfig.hook.pytest_inferbudget_make_meter(choice=choice, config=pytestconfig)
     except InferBudgetError as exc:
@@ -139,7 +143,6 @@ def inferbudget_metering(
     if meter is None:
         pytest.fail(f"inferbudget: no plugin could build energy meter {choice!r}", pytrace=False)
     pytestconfig.stash[REPORTER].note_meter(meter)
-    settings = pytestconfig.stash[SETTINGS]
     predictor = None
     if settings.profile_path or settings.accelerator:
         from pytest_inferbudget.meters.predictions import build_predictor
@@ -150,10 +153,39 @@ def inferbudget_metering(
             )
         except InferBudgetError as exc:
             pytest.fail(f"inferbudget: {exc}", pytrace=False)
-    metering = Metering(energy=meter, memory=MemoryMeter(), predictor=predictor)
+    memory = None if settings.replay_path else MemoryMeter()
+    metering = Metering(energy=meter, memory=memory, predictor=predictor)
     yield metering
     meter.close()
-    metering.memory.close()  # type: ignore[union-attr]
+    if memory is not None:
+        memory.close()
+
+
+@pytest.fixture(scope="session")
+def vllm_server(
+    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A real vLLM OpenAI-compatible server on a free 127.0.0.1 port; its base URL
+    (``http://127.0.0.1:PORT/v1``), for ``openai:URL`` engines. Stopped, with its whole
+    process group, when the session ends."""
+    from pytest_inferbudget.models import resolve_model
+    from pytest_inferbudget.servers import DEFAULT_ARGS, VllmServer
+
+    alias = str(pytestconfig.getini("inferbudget_vllm_server_model"))
+    args = list(pytestconfig.getini("inferbudget_vllm_server_args")) or list(DEFAULT_ARGS)
+    try:
+        model = resolve_model(alias, _progress_writer(pytestconfig))
+        server = VllmServer(model, tmp_path_factory.mktemp("vllm-server") / "server.log")
+        server.extra_args = args
+        server.served_model_name = alias if "/" not in alias else model.name
+        _progress_writer(pytestconfig)(f"starting vLLM server: {' '.join(server.command())}")
+        base_url = server.start()
+    except InferBudgetError as exc:
+        pytest.fail(f"inferbudget: vllm_server: {exc}", pytrace=False)
+    try:
+        yield base_url
+    finally:
+        server.stop()
 
 
 @pytest.fixture
@@ -162,6 +194,7 @@ def infer(
 ) -> Recorder:
     """Generate through the session's engine; every generation counts toward the budgets."""
     from pytest_inferbudget.recorder import Recorder
+    from pytest_inferbudget.verdicts import evaluate
 
     reporter = request.config.stash[REPORTER]
     reporter.note_engine(inference_engine)
@@ -170,7 +203,7 @@ def infer(
         recorder = Recorder(
             inference_engine,
             metering=inferbudget_metering,
-            judge=lambda r: budget.evaluate(
+            judge=lambda r: evaluate(
                 spec, r.traces, r.scores, sequential=True, machine=reporter.machine
             ),
             min_samples=spec.min_samples or 1,
@@ -192,12 +225,20 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         _record(item, spec)
         raise
     record = _record(item, spec)
+    from pytest_inferbudget.report import terminal  # with the first test, not at start-up
+
     if spec and record is not None:
         if not record.traces and not record.scores:
             pytest.fail(_nothing_recorded(item), pytrace=False)
-        strict = item.config.stash[SETTINGS].strict
+        settings = item.config.stash[SETTINGS]
+        strict = settings.strict
+        # What the machine lacks (a meter) or a replay cannot carry (time, energy) is
+        # unmeasured, not violated: skipped and named, or failed in strict mode.
         hardware_unmeasured = [
-            b for b in record.budgets if b.verdict == "unmeasured" and budget.needs_hardware(b.key)
+            b
+            for b in record.budgets
+            if b.verdict == "unmeasured"
+            and (budget.needs_hardware(b.key) or settings.replay_path is not None)
         ]
         failing = [
             b
@@ -212,10 +253,13 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
             by_reason: dict[str, list[str]] = {}
             for b in hardware_unmeasured:
                 by_reason.setdefault(b.reason, []).append(b.key)
-            pytest.skip(
-                "inferbudget: unmeasured on this machine: "
+            where = "on replay" if settings.replay_path else "on this machine"
+            # reported at the test's own location (as skip markers are), not this hook's
+            raise pytest.skip.Exception(
+                f"inferbudget: unmeasured {where}: "
                 + "; ".join(f"{', '.join(keys)}: {why}" for why, keys in by_reason.items())
-                + " (--inferbudget-strict fails instead)"
+                + " (--inferbudget-strict fails instead)",
+                _use_item_location=True,
             )
         if any(b.verdict == "inconclusive" for b in record.budgets):
             warnings.warn(
@@ -234,12 +278,13 @@ def _record(item: pytest.Item, spec: budget.BudgetSpec) -> TestRecord | None:
     if recorder is None and not spec:
         return None
     from pytest_inferbudget.records import TestRecord
+    from pytest_inferbudget.verdicts import evaluate
 
     traces = list(recorder.traces) if recorder else []
     scores = list(recorder.scores) if recorder else []
     sequential = recorder is not None and recorder.sampled_sequentially
     machine = item.config.stash[REPORTER].machine
-    results = budget.evaluate(spec, traces, scores, sequential=sequential, machine=machine)
+    results = evaluate(spec, traces, scores, sequential=sequential, machine=machine)
     record = TestRecord(
         item.nodeid, traces, results, scores=scores, compare_fail=dict(spec.compare_fail)
     )
@@ -268,12 +313,25 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    if call.when == "call" and call.excinfo is not None and call.excinfo.errisinstance(EngineError):
+        # An engine or server fault is the infrastructure's, not a budget's: an error
+        # whose message (naming the URL or engine) is the whole story.
+        setattr(report, ENGINE_ERROR_KEY, True)
+        report.longrepr = call.excinfo.getrepr(style="value", chain=False)
     record = item.stash.get(RECORD, None)
     if call.when == "call" and record is not None:
         xfailed = report.skipped and hasattr(report, "wasxfail")
         record.outcome = "xfailed" if xfailed else report.outcome
         setattr(report, REPORT_KEY, record.to_dict())  # survives xdist's serialisation
     return report
+
+
+def pytest_report_teststatus(
+    report: pytest.TestReport, config: pytest.Config
+) -> tuple[str, str, str] | None:
+    if report.when == "call" and report.failed and getattr(report, ENGINE_ERROR_KEY, False):
+        return "error", "E", "ERROR"
+    return None
 
 
 class RunReporter:
@@ -283,14 +341,15 @@ class RunReporter:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.settings = config.stash[SETTINGS]
-        self.run_id = uuid.uuid4().hex
-        self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
+        self.run_id = os.urandom(16).hex()  # 32 hex digits; uuid would load platform
+        self.started_at = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
         self.engine: dict[str, Any] = {"spec": self.settings.engine}
         self.meters: dict[str, Any] = {}
         self.machine = ""
         """``DEVICE: NAME`` of the engine's hardware, matched by ``hardware=`` budgets."""
         self.tests: list[TestRecord] = []
         self.outputs: RunOutputs | None = None
+        self.cassette_lines: list[str] = []
 
     def note_engine(self, engine: Engine) -> None:
         """Describe the engine actually used, which a conftest may have swapped in."""
@@ -329,6 +388,8 @@ class RunReporter:
             self.config.workeroutput[REPORT_KEY + "_engine"] = self.engine  # type: ignore[attr-defined]
             return
         settings = self.settings
+        if settings.record_path is not None:
+            self.cassette_lines = _write_cassette(settings.record_path, self.run_record())
         wanted = (settings.json_path, settings.markdown_path, settings.html_path, settings.save)
         if not any(wanted) and settings.compare is None:
             return
@@ -340,7 +401,12 @@ class RunReporter:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        lines = terminal.summary_lines(self.run_record()) if self.tests else []
+        lines: list[str] = []
+        if self.tests:
+            from pytest_inferbudget.report import terminal
+
+            lines = terminal.summary_lines(self.run_record())
+        lines += self.cassette_lines
         outputs = self.outputs
         if lines or outputs:
             terminalreporter.write_sep("=", "inferbudget")
@@ -348,6 +414,19 @@ class RunReporter:
             terminalreporter.write_line(line)
         for error in outputs.errors if outputs else []:
             terminalreporter.write_line(f"inferbudget: ERROR {error}", red=True)
+
+
+def _write_cassette(path: Path, run: RunRecord) -> list[str]:
+    """Every response the run's tests recorded, for --inferbudget-replay."""
+    from pytest_inferbudget.engines.replay import build_cassette
+    from pytest_inferbudget.storage import write_json_atomic
+
+    responses = [r for test in run.tests for trace in test.traces for r in trace.responses]
+    try:
+        write_json_atomic(path, build_cassette(responses, run.engine))
+    except InferBudgetError as exc:
+        return [f"inferbudget: ERROR cassette not written: {exc}"]
+    return [f"cassette of {len(responses)} request(s) written to {path}"]
 
 
 def _progress_writer(config: pytest.Config) -> Callable[[str], None]:

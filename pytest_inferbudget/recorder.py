@@ -286,7 +286,8 @@ class Recorder:
             if self.sample_count < self.min_samples:
                 continue
             results = self._judge(self)
-            settled = all(r.verdict in ("pass", "fail") for r in results)
+            # unmeasured (no meter, or a replay) cannot change with more samples
+            settled = all(r.verdict in ("pass", "fail", "unmeasured") for r in results)
             if settled or any(r.verdict == "fail" for r in results):
                 return results
             if self.sample_count >= self.max_samples:

@@ -175,6 +175,9 @@ class Response:
     """HELM's idealized runtime of this request from a calibrated profile."""
     roofline_ms: float | None = None
     """The hardware's lower bound on this request's time (FLOPs and bytes moved)."""
+    replayed: bool = False
+    """Served from a cassette: its text and token counts are real, but nothing of it
+    was timed or metered, so it never satisfies a time or energy budget."""
 
     @property
     def energy_j(self) -> float | None:
@@ -231,6 +234,7 @@ class Response:
             "peak_memory_mb": self.peak_memory_mb,
             "idealized_ms": self.idealized_ms,
             "roofline_ms": self.roofline_ms,
+            "replayed": self.replayed,
         }
 
     @classmethod
@@ -243,6 +247,7 @@ class Response:
             peak_memory_mb=data.get("peak_memory_mb"),
             idealized_ms=data.get("idealized_ms"),
             roofline_ms=data.get("roofline_ms"),
+            replayed=data.get("replayed", False),
         )
 
 
@@ -274,7 +279,13 @@ class Trace:
         return sum(g.prompt_tokens for g in self.generations)
 
     @property
+    def replayed(self) -> bool:
+        return any(r.replayed for r in self.responses)
+
+    @property
     def e2e_ms(self) -> float | None:
+        if self.replayed:  # a strategy's wall time around replayed calls measures nothing
+            return None
         if self.wall_ms is not None:
             return self.wall_ms
         return _max_or_none(r.e2e_ms for r in self.responses)

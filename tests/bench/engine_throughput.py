@@ -21,10 +21,7 @@ import argparse
 import contextlib
 import json
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,54 +35,23 @@ from pytest_inferbudget.engines.transformers import TransformersEngine
 from pytest_inferbudget.engines.vllm import VllmEngine
 from pytest_inferbudget.models import resolve_model
 from pytest_inferbudget.records import Request, Response
+from pytest_inferbudget.servers import DEFAULT_ARGS, SERVED_MODEL_NAME, VllmServer
 
-SERVED_NAME = "smollm2"
+SERVED_NAME = SERVED_MODEL_NAME
+
 MAX_NEW_TOKENS = 32
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 @contextlib.contextmanager
 def vllm_server(model: Path, dtype: str, log_path: Path) -> Iterator[str]:
-    """A vLLM OpenAI-compatible server on 127.0.0.1; yields its ``/v1`` base URL."""
-    import httpx
-
-    port = free_port()
-    command = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-        "--model", str(model), "--served-model-name", SERVED_NAME,
-        "--host", "127.0.0.1", "--port", str(port),
-        "--dtype", dtype, "--max-model-len", "2048", "--enforce-eager",
-        "--kv-cache-memory-bytes", str(1 << 30),
-    ]  # fmt: skip
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    base_url = f"http://127.0.0.1:{port}/v1"
+    """The project's own server runner (the ``vllm_server`` fixture's); yields the
+    server's API root (``.../v1``)."""
+    args = ["--dtype", dtype, *DEFAULT_ARGS[2:]]  # same as the fixture, but this dtype
+    server = VllmServer(model, log_path, served_model_name=SERVED_NAME, extra_args=args)
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the vLLM server did not come up; see {log_path}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base_url}/models", timeout=2.0).status_code == 200:
-                    break
-            time.sleep(1.0)
-        yield base_url
+        yield server.start()
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=30)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        server.stop()
 
 
 def random_prompts(model: Path, count: int) -> list[str]:
@@ -180,7 +146,7 @@ def main() -> None:
     if "openai" in engines:
         log_path = Path(tempfile.mkdtemp(prefix="inferbudget-bench-")) / "server.log"
         with vllm_server(model, args.vllm_dtype, log_path) as base_url:
-            spec = EngineSpec.parse(f"openai:{SERVED_NAME}?base_url={base_url}")
+            spec = EngineSpec.parse(f"openai:{base_url}?model={SERVED_NAME}")
             engine = OpenAIEngine.from_spec(spec, progress)
             engine.generate([Request("Hello", max_new_tokens=4)])  # warm the server
             results["openai"] = run_engine(engine, greedy, sampled)

@@ -21,10 +21,7 @@ import argparse
 import contextlib
 import json
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,53 +33,21 @@ from pytest_inferbudget.engines import EngineSpec
 from pytest_inferbudget.engines.openai import OpenAIEngine
 from pytest_inferbudget.models import resolve_model
 from pytest_inferbudget.records import Request
+from pytest_inferbudget.servers import DEFAULT_ARGS, SERVED_MODEL_NAME, VllmServer
 
-SERVED_NAME = "smollm2"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
+SERVED_NAME = SERVED_MODEL_NAME
 
 
 @contextlib.contextmanager
 def vllm_server(model: Path, dtype: str, log_path: Path) -> Iterator[str]:
-    """A vLLM OpenAI-compatible server on 127.0.0.1; yields its root URL (no ``/v1``)."""
-    import httpx
-
-    port = free_port()
-    command = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-        "--model", str(model), "--served-model-name", SERVED_NAME,
-        "--host", "127.0.0.1", "--port", str(port),
-        "--dtype", dtype, "--max-model-len", "2048", "--enforce-eager",
-        "--kv-cache-memory-bytes", str(1 << 30),
-    ]  # fmt: skip
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    root = f"http://127.0.0.1:{port}"
+    """The project's own server runner (the ``vllm_server`` fixture's); yields the
+    server's root URL (no ``/v1``)."""
+    args = ["--dtype", dtype, *DEFAULT_ARGS[2:]]  # same as the fixture, but this dtype
+    server = VllmServer(model, log_path, served_model_name=SERVED_NAME, extra_args=args)
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the vLLM server did not come up; see {log_path}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{root}/v1/models", timeout=2.0).status_code == 200:
-                    break
-            time.sleep(1.0)
-        yield root
+        yield server.start().removesuffix("/v1")
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=30)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        server.stop()
 
 
 def bench_argv(root: str, model: Path, num_prompts: int) -> list[str]:
@@ -207,7 +172,7 @@ def main() -> None:
             str(s.prompt) for s in get_samples(parse_bench_args(argv), get_tokenizer(str(model)))
         ]
         engine = OpenAIEngine.from_spec(
-            EngineSpec.parse(f"openai:{SERVED_NAME}?base_url={root}/v1&max_concurrency=1"),
+            EngineSpec.parse(f"openai:{root}/v1?model={SERVED_NAME}&max_concurrency=1"),
             lambda line: None,
         )
         engine.generate([Request("Hello", max_new_tokens=4)])  # warm the server
