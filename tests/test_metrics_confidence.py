@@ -224,6 +224,29 @@ def test_quantile_verdict_decides_when_the_truth_is_far() -> None:
     assert quantile_verdict(values, 0.95, p95 * 0.7, 0.95) == Verdict.FAIL
 
 
+@given(
+    values=st.lists(st.integers(min_value=0, max_value=20), min_size=1, max_size=120),
+    limit=st.integers(min_value=-1, max_value=21),
+    q=st.sampled_from([0.5, 0.9]),
+)
+@settings(max_examples=200, deadline=None)
+def test_one_look_verdict_depends_only_on_the_count_within_the_limit(
+    values: list[int], limit: int, q: float
+) -> None:
+    """pass iff at least u values are <= limit, fail iff at most l - 1 are: so the chance
+    of each verdict on n i.i.d. draws is a Binomial(n, F(limit)) tail, which is how
+    tests/bench/sequential_vs_fixed.py computes the fixed design exactly. Ties included."""
+    lower, upper = order_statistic_ranks(len(values), q, 0.95)
+    within = sum(v <= limit for v in values)
+    if upper is not None and within >= upper:
+        expected = Verdict.PASS
+    elif lower is not None and within <= lower - 1:
+        expected = Verdict.FAIL
+    else:
+        expected = Verdict.INCONCLUSIVE
+    assert quantile_verdict([float(v) for v in values], q, float(limit), 0.95) == expected
+
+
 # ---------------------------------------------------------------- quantiles: edge cases
 
 
