@@ -135,7 +135,7 @@ def inferbudget_metering(
     from pytest_inferbudget.recorder import Metering
 
     settings = pytestconfig.stash[SETTINGS]
-    choice = "off" if settings.replay_path else settings.energy  # nothing runs to meter
+    choice = "off" if settings.replay_path else settings.energy
     try:
         meter = pytestconfig.hook.pytest_inferbudget_make_meter(choice=choice, config=pytestconfig)
     except InferBudgetError as exc:
@@ -153,8 +153,9 @@ def inferbudget_metering(
             )
         except InferBudgetError as exc:
             pytest.fail(f"inferbudget: {exc}", pytrace=False)
-    memory = None if settings.replay_path else MemoryMeter()
-    metering = Metering(energy=meter, memory=memory, predictor=predictor)
+    replaying = settings.replay_path is not None  # nothing runs, so no meter watches
+    memory = None if replaying else MemoryMeter()
+    metering = Metering(energy=None if replaying else meter, memory=memory, predictor=predictor)
     yield metering
     meter.close()
     if memory is not None:
