@@ -1,4 +1,5 @@
-"""The ``inferbudget`` command: provision, calibrate, show, compare and report runs."""
+"""The ``inferbudget`` command: provision, calibrate, list, show, compare and report runs,
+without running pytest. A RUN is a file, or a run id prefix or saved name under --storage."""
 
 from __future__ import annotations
 
@@ -53,12 +54,53 @@ def _calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_path(args: argparse.Namespace, wanted: str) -> Path:
+    from pytest_inferbudget.storage import resolve_run
+
+    return resolve_run(Path(args.storage), wanted)
+
+
+def _list(args: argparse.Namespace) -> int:
+    """Saved runs per hardware key, oldest first; a broken file is reported, not skipped."""
+    from pytest_inferbudget.report.terminal import render_table
+    from pytest_inferbudget.storage import describe_saved_run, hardware_keys, saved_runs
+
+    root = Path(args.storage)
+    broken = 0
+    shown = 0
+    for key in [args.key] if args.key else hardware_keys(root):
+        runs = saved_runs(root, key)
+        if not runs:
+            continue
+        rows: list[tuple[str, ...]] = []
+        where = ""
+        for path in runs:
+            try:
+                run = describe_saved_run(path)
+            except InferBudgetError as exc:
+                broken += 1
+                print(f"inferbudget: error: {exc}", file=sys.stderr)
+                rows.append((path.name, "unreadable", "-", "-", "-"))
+                continue
+            where = f": {run.engine} on {run.hardware}"
+            rows.append(
+                (run.name, run.started_at, run.commit or "-", str(run.tests), run.run_id[:8])
+            )
+        print(("\n" if shown else "") + f"hardware key {key}{where}")
+        for line in render_table(("name", "date", "commit", "tests", "run id"), rows):
+            print(line)
+        shown += 1
+    if not shown and not broken:
+        print(f"no saved runs under {root}")
+    return 2 if broken else 0
+
+
 def _show(args: argparse.Namespace) -> int:
     from pytest_inferbudget.records import RunRecord
     from pytest_inferbudget.report.terminal import summary_lines
     from pytest_inferbudget.storage import load_run
 
-    for line in summary_lines(RunRecord.from_dict(load_run(Path(args.run)))):
+    for line in summary_lines(RunRecord.from_dict(load_run(_run_path(args, args.run)))):
         print(line)
     return 0
 
@@ -77,8 +119,8 @@ def _compare(args: argparse.Namespace) -> int:
 
     gates = dict(args.fail)
     comparison = compare_runs(
-        load_run(Path(args.baseline)),
-        load_run(Path(args.candidate)),
+        load_run(_run_path(args, args.baseline)),
+        load_run(_run_path(args, args.candidate)),
         thresholds={m: gates.get(m, DEFAULT_THRESHOLD) for m in METRICS},
         allow_different_hardware=args.any_hardware,
     )
@@ -93,7 +135,7 @@ def _report(args: argparse.Namespace) -> int:
     from pytest_inferbudget.report.markdown import render_markdown
     from pytest_inferbudget.storage import load_run, write_text_atomic
 
-    run = load_run(Path(args.run))
+    run = load_run(_run_path(args, args.run))
     if args.md:
         write_text_atomic(Path(args.md), render_markdown(run, None))
     if args.html:
@@ -118,21 +160,37 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--repeats", type=int, default=None)
     calibrate.set_defaults(handler=_calibrate)
 
-    show = commands.add_parser("show", help="print a saved run's budget table")
-    show.add_argument("run", metavar="RUN.json")
+    storage = argparse.ArgumentParser(add_help=False)
+    storage.add_argument(
+        "--storage",
+        default=".inferbudget",
+        metavar="DIR",
+        help="folder of saved runs, as ini inferbudget_storage (default .inferbudget)",
+    )
+
+    listing = commands.add_parser(
+        "list", parents=[storage], help="list saved runs per hardware key"
+    )
+    listing.add_argument("--key", metavar="KEY", help="only this hardware key")
+    listing.set_defaults(handler=_list)
+
+    show = commands.add_parser("show", parents=[storage], help="print a saved run's budget table")
+    show.add_argument("run", metavar="RUN")
     show.set_defaults(handler=_show)
 
-    compare = commands.add_parser("compare", help="compare two saved runs")
-    compare.add_argument("baseline", metavar="BASELINE.json")
-    compare.add_argument("candidate", metavar="CANDIDATE.json")
+    compare = commands.add_parser("compare", parents=[storage], help="compare two saved runs")
+    compare.add_argument("baseline", metavar="BASELINE")
+    compare.add_argument("candidate", metavar="CANDIDATE")
     compare.add_argument(
         "--fail", action="append", type=parse_compare_fail, default=[], metavar="METRIC:THRESHOLD"
     )
     compare.add_argument("--any-hardware", action="store_true")
     compare.set_defaults(handler=_compare)
 
-    report = commands.add_parser("report", help="render a saved run as Markdown or HTML")
-    report.add_argument("run", metavar="RUN.json")
+    report = commands.add_parser(
+        "report", parents=[storage], help="render a saved run as Markdown or HTML"
+    )
+    report.add_argument("run", metavar="RUN")
     report.add_argument("--md", metavar="PATH")
     report.add_argument("--html", metavar="PATH")
     report.set_defaults(handler=_report)

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
+from pytest_inferbudget.cli import main
 from pytest_inferbudget.engines import Engine, EngineSpec
+from pytest_inferbudget.errors import ReportError
 from pytest_inferbudget.records import Request, Response
+from pytest_inferbudget.storage import find_run, run_name
 from tests.conftest import ReuseEngine
 
 SUITE = """
@@ -166,10 +171,12 @@ def test_xdist_run_records_the_same_as_a_serial_run(pytester: pytest.Pytester) -
             infer(prompt, max_new_tokens=8)
         """
     )
-    serial = pytester.runpytest_subprocess("--inferbudget-json=serial.json", timeout=600)
+    serial = pytester.runpytest_subprocess(
+        "--inferbudget-json=serial.json", "--junitxml=serial.xml", timeout=600
+    )
     serial.assert_outcomes(passed=4)
     parallel = pytester.runpytest_subprocess(
-        "-n", "2", "--inferbudget-json=parallel.json", timeout=600
+        "-n", "2", "--inferbudget-json=parallel.json", "--junitxml=parallel.xml", timeout=600
     )
     parallel.assert_outcomes(passed=4)
 
@@ -190,3 +197,158 @@ def test_xdist_run_records_the_same_as_a_serial_run(pytester: pytest.Pytester) -
         }
 
     assert records("serial.json") == records("parallel.json")
+    assert junit_properties(pytester.path / "serial.xml") == measured_properties(
+        pytester.path / "serial.json"
+    )
+    assert junit_properties(pytester.path / "parallel.xml") == measured_properties(
+        pytester.path / "parallel.json"
+    )
+    assert junit_properties(pytester.path / "serial.xml") == junit_properties(
+        pytester.path / "parallel.xml"
+    )
+
+
+def junit_properties(path: Path) -> dict[str, dict[str, str]]:
+    """Each test case's ``inferbudget:*`` properties, by pytest node id."""
+    cases = {}
+    for case in ET.parse(path).getroot().iter("testcase"):
+        module = case.get("classname", "").replace(".", "/")
+        properties = {
+            p.get("name", ""): p.get("value", "")
+            for p in case.iter("property")
+            if p.get("name", "").startswith("inferbudget:")
+        }
+        cases[f"{module}.py::{case.get('name')}"] = properties
+    return cases
+
+
+def measured_properties(path: Path) -> dict[str, dict[str, str]]:
+    """What the JUnit properties must say, from the JSON report of the same run."""
+    run = json.loads(path.read_text())
+    return {
+        t["nodeid"]: {
+            name: value
+            for b in t["budgets"]
+            for name, value in (
+                (f"inferbudget:{b['key']}:{b['stat'] or 'value'}", str(b["measured"])),
+                (f"inferbudget:{b['key']}:verdict", b["verdict"]),
+            )
+        }
+        for t in run["tests"]
+    }
+
+
+def test_junit_xml_carries_each_tests_measured_values(
+    pytester: pytest.Pytester, reuse_engine: ReuseEngine
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.budget(max_tokens=16, ms_per_request=60000, ttft_ms=60000)
+        @pytest.mark.budget(ms_per_request=60000, stat="p90")
+        def test_budgeted(infer):
+            infer("Say hi.", max_new_tokens=6)
+            infer("Name a color.", max_new_tokens=6)
+
+        def test_plain():
+            pass
+        """
+    )
+    result = pytester.runpytest(
+        "--junitxml=junit.xml", "--inferbudget-json=run.json", plugins=[reuse_engine]
+    )
+    result.assert_outcomes(passed=2)
+    properties = junit_properties(pytester.path / "junit.xml")
+    expected = measured_properties(pytester.path / "run.json")
+    budgeted = "test_junit_xml_carries_each_tests_measured_values.py::test_budgeted"
+    assert properties[budgeted] == expected[budgeted]
+    assert {"inferbudget:ms_per_request:mean", "inferbudget:ms_per_request:p90"} <= set(
+        properties[budgeted]
+    )
+    assert float(properties[budgeted]["inferbudget:ms_per_request:mean"]) > 0
+    assert properties[budgeted]["inferbudget:max_tokens:verdict"] == "pass"
+    plain = "test_junit_xml_carries_each_tests_measured_values.py::test_plain"
+    assert properties[plain] == {}
+
+
+def git(folder: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-c", "user.name=ci", "-c", "user.email=ci@example.com", *args],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def test_cli_lists_saved_runs_per_hardware_key_and_finds_them_by_name(
+    pytester: pytest.Pytester, reuse_engine: ReuseEngine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytester.makepyfile(SUITE.replace("range(3)", "range(1)"))
+    git(pytester.path, "init", "-q")
+    git(pytester.path, "add", ".")
+    git(pytester.path, "commit", "-q", "-m", "suite")
+    commit = git(pytester.path, "rev-parse", "HEAD")
+    pytester.runpytest("--inferbudget-save=base", plugins=[reuse_engine]).assert_outcomes(passed=1)
+    auto = pytester.runpytest("--inferbudget-autosave", plugins=[reuse_engine])
+    auto.assert_outcomes(passed=1)
+    auto.stdout.fnmatch_lines([f"run saved to */.inferbudget/*/*_{commit[:12]}.json"])
+    runs = {run_name(p): p for p in saved(pytester)}
+    base, autosaved = runs["base"], runs[commit[:12]]
+    data = json.loads(autosaved.read_text())
+    assert data["commit"]["id"] == commit
+    assert data["commit"]["dirty"] is False
+    key = base.parent.name
+
+    storage = str(pytester.path / ".inferbudget")
+    capsys.readouterr()  # the inner runs' output
+    assert main(["list", "--storage", storage]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"hardware key {key}: transformers:smollm2-135m-instruct on ")
+    assert out[1].split() == ["name", "date", "commit", "tests", "run", "id"]
+    rows = {line.split()[0]: line.split()[1:] for line in out[2:]}
+    base_data = data_of(base)
+    assert rows["base"] == [base_data["started_at"], commit[:12], "1", base_data["run_id"][:8]]
+    assert rows[commit[:12]] == [data["started_at"], commit[:12], "1", data["run_id"][:8]]
+
+    assert main(["compare", "base", commit[:12], "--storage", storage]) == 0
+    compared = capsys.readouterr().out
+    assert "tokens_per_request" in compared and "exact-equal" in compared
+    assert main(["report", data["run_id"][:10], "--storage", storage, "--html", "r.html"]) == 0
+    assert "<svg" in (pytester.path / "r.html").read_text()
+    assert main(["show", "no-such-run", "--storage", storage]) == 2
+    assert "see `inferbudget list`" in capsys.readouterr().err
+
+    with pytest.raises(ReportError, match=r"saved on other hardware: .*_base\.json.*any-hardware"):
+        find_run(pytester.path / ".inferbudget", "0" * 16, "base")
+
+
+def data_of(path: Path) -> dict[str, str]:
+    loaded: dict[str, str] = json.loads(path.read_text())
+    return loaded
+
+
+def test_a_baseline_from_other_hardware_is_refused_unless_allowed(
+    pytester: pytest.Pytester, reuse_engine: ReuseEngine
+) -> None:
+    pytester.makepyfile(SUITE.replace("range(3)", "range(1)"))
+    pytester.runpytest("--inferbudget-save=base", plugins=[reuse_engine])
+    [base] = saved(pytester)
+    other = json.loads(base.read_text())
+    other["hardware"]["cpu_model"] = "Another CPU"
+    (pytester.path / "other.json").write_text(json.dumps(other))
+
+    refused = pytester.runpytest("--inferbudget-compare=other.json", plugins=[reuse_engine])
+    assert refused.ret == pytest.ExitCode.TESTS_FAILED
+    refused.stdout.fnmatch_lines(
+        ["*cannot compare*different hardware*cpu_model: 'Another CPU' (baseline)*"]
+    )
+    allowed = pytester.runpytest(
+        "--inferbudget-compare=other.json",
+        "--inferbudget-compare-any-hardware",
+        plugins=[reuse_engine],
+    )
+    assert allowed.ret == pytest.ExitCode.OK
+    allowed.stdout.fnmatch_lines(["*against baseline run*different hardware: cpu_model*"])

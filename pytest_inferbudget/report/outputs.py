@@ -10,7 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_inferbudget.errors import InferBudgetError
 from pytest_inferbudget.hardware import fingerprint, library_versions
-from pytest_inferbudget.storage import write_json_atomic, write_text_atomic
+from pytest_inferbudget.storage import (
+    autosave_name,
+    commit_info,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 if TYPE_CHECKING:
     from pytest_inferbudget.compare import Comparison
@@ -33,10 +38,14 @@ class RunOutputs:
 
 
 def finalize(run: RunRecord) -> dict[str, Any]:
+    """The run as saved: its record, the machine, the libraries and the git commit tested
+    (``commit``: id, branch, time, dirty; null outside a git work tree)."""
     run.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
     run.hardware = fingerprint()
     run.libraries = library_versions()
-    return run.to_dict()
+    data = run.to_dict()
+    data["commit"] = commit_info()
+    return data
 
 
 def write_outputs(
@@ -67,7 +76,9 @@ def write_outputs(
         from pytest_inferbudget.storage import save_run
 
         try:
-            saved = save_run(settings.storage, hardware_key(data), data, settings.save)
+            # --inferbudget-autosave arrives as the name "autosave": name it after the commit
+            name = autosave_name(data["commit"]) if settings.save == "autosave" else settings.save
+            saved = save_run(settings.storage, hardware_key(data), data, name)
             outputs.lines.append(f"run saved to {saved}")
         except InferBudgetError as exc:
             outputs.errors.append(str(exc))
