@@ -229,10 +229,37 @@ def test_overhead_at_its_ceiling_gives_zero_not_a_rounding_negative() -> None:
         for o in (8, 32)
         for r in range(3)
     ]
-    fit = fit_profile(samples, (1, 256, 512), overhead=True)
+    # least squares over every sample: here f(1) comes out -4.7e-15 before the clamp
+    fit = fit_profile(samples, (1, 256, 512), overhead=True, statistic="mean")
     assert fit.overhead_ms is not None and fit.overhead_ms > 0.0
     assert min(fit.prompt_ms.values()) == 0.0
     assert all(v >= 0.0 for v in fit.prompt_ms.values())
+
+
+def test_median_fit_ignores_a_stalled_request() -> None:
+    # measured with the transformers engine on a shared CPU: one of three repeats of a
+    # 2.7 s cell took 26 s; least squares spreads that over g, the cell median drops it
+    truth = make_profile()
+    samples = synthetic_samples(truth, PROMPTS, [8, 32], repeats=3, noise=0.01, seed=3)
+    index = next(
+        i for i, s in enumerate(samples) if s.prompt_tokens == 1024 and s.output_tokens == 32
+    )
+    stalled = samples[index]
+    samples[index] = TimingSample(
+        stalled.prompt_tokens, stalled.output_tokens, stalled.ttft_ms, stalled.e2e_ms * 10
+    )
+    median = fit_profile(samples)
+    mean = fit_profile(samples, statistic="mean")
+    assert median.diagnostics.statistic == "median" and mean.diagnostics.statistic == "mean"
+    assert median.per_output_token_ms == pytest.approx(5.0, rel=0.03)
+    assert mean.per_output_token_ms > 1.5 * 5.0
+    # the diagnostics still see every sample, the outlier included
+    assert median.diagnostics.samples == len(samples)
+    assert max(median.diagnostics.residuals_ms) == pytest.approx(
+        samples[index].e2e_ms - predict_ms(median, 1024, 32)
+    )
+    with pytest.raises(ValueError, match="statistic"):
+        fit_profile(samples, statistic="mode")
 
 
 def test_fit_explains_what_it_cannot_determine() -> None:
