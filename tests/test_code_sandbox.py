@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import resource
 import shutil
 import socket
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from pytest_inferbudget.code import (
     probe_isolation,
     run_candidate,
     score_sample,
+    unprivileged_interpreter,
 )
 
 SQUARE_TESTS = (TestCase((3,), 9), TestCase((4,), 16))
@@ -139,6 +141,28 @@ def test_shipped_task_loads_round_trips_and_has_enamel_shape() -> None:
     assert CodeTask.from_dict(json.loads(json.dumps(task.to_dict()))) == task
 
 
+@pytest.mark.parametrize(
+    "path",
+    sorted((Path(example_task_path()).parent).glob("*.json")),
+    ids=lambda p: p.stem,
+)
+def test_every_shipped_task_has_enamel_levels_and_a_passing_reference(path: Path) -> None:
+    task = load_task(path)
+    assert task.name == path.stem
+    assert [len(lv.tests) for lv in task.levels] == [8, 4, 4, 4]
+    assert task.weights == (0.0, 3.0, 3.0, 4.0)
+    for level in task.levels:
+        result = run_candidate(
+            task.reference_solution,
+            task.entry_point,
+            level.tests,
+            cpu_seconds=30,
+            memory_mb=task.memory_mb,
+            wall_seconds=30,
+        )
+        assert result.outcome is Outcome.OK, result.detail
+
+
 def test_task_file_errors_name_the_problem(tmp_path: Path) -> None:
     data = load_task(example_task_path()).to_dict()
     bad = tmp_path / "bad.json"
@@ -218,6 +242,37 @@ def test_an_infinite_loop_is_killed_at_the_wall_limit_with_its_group() -> None:
     assert not group_exists(result.pid)
 
 
+STUBBORN_LOOP = (
+    "import signal\n"
+    "def _raise(signum, frame):\n"
+    "    raise KeyboardInterrupt\n"
+    "for _sig in (signal.SIGXCPU, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):\n"
+    "    signal.signal(_sig, _raise)\n"
+    "def f(x):\n"
+    "    while True:\n"
+    "        try:\n"
+    "            while True:\n"
+    "                pass\n"
+    "        except BaseException:\n"
+    "            pass\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("cpu_seconds", "wall_seconds", "killed"), [(10.0, 1.0, True), (1.0, 8.0, False)]
+)
+def test_a_loop_that_swallows_base_exception_is_still_stopped(
+    cpu_seconds: float, wall_seconds: float, killed: bool
+) -> None:
+    # Every catchable way out (the soft CPU limit's SIGXCPU turned into an exception,
+    # SIGTERM, SIGINT) is swallowed; SIGKILL from the wall limit or the hard CPU limit is not.
+    started = time.monotonic()
+    result = run(STUBBORN_LOOP, cpu_seconds=cpu_seconds, wall_seconds=wall_seconds)
+    assert result.outcome is Outcome.TIMEOUT and result.killed is killed, result.detail
+    assert time.monotonic() - started < 8.0
+    assert result.group_reaped and not group_exists(result.pid)
+
+
 @pytest.mark.parametrize(
     "header", ["", "import signal\nsignal.signal(signal.SIGXCPU, signal.SIG_IGN)\n"]
 )
@@ -271,6 +326,33 @@ def test_forked_and_spawned_processes_die_with_the_group(spawn: str, tmp_path: P
     assert result.group_reaped and not group_exists(result.pid)
 
 
+def test_a_fork_bomb_is_capped_and_dies_with_the_group() -> None:
+    # RLIMIT_NPROC binds only an unprivileged child (the kernel exempts root), so the bomb
+    # runs as uid 65534 with an interpreter that uid can read; as root without one, only
+    # the wall-clock kill of the PID namespace would stop it, which is not safe to try on a
+    # shared machine.
+    python = unprivileged_interpreter()
+    if python is None:
+        pytest.skip("needs root and an interpreter uid 65534 can run (RLIMIT_NPROC)")
+    bomb = (
+        "import os\n"
+        "def f(x):\n"
+        "    while True:\n"
+        "        try:\n"
+        "            if os.fork() == 0:\n"
+        "                os.write(1, b'%d\\n' % os.getpid())  # each new process, once\n"
+        "        except BaseException:\n"
+        "            pass\n"
+    )
+    started = time.monotonic()
+    result = run(bomb, wall_seconds=1.5, memory_mb=128, max_processes=16, python=python)
+    assert result.outcome is Outcome.TIMEOUT and result.killed, result.detail
+    assert time.monotonic() - started < 8.0
+    forked = set(result.stdout.split())
+    assert 1 <= len(forked) < 16  # it forked, and no more than the limit allowed
+    assert result.group_reaped and not group_exists(result.pid)
+
+
 def test_the_child_cannot_see_the_parents_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     secret = "inferbudget-secret-4c1d"
     monkeypatch.setenv("INFERBUDGET_TEST_SECRET", secret)
@@ -308,6 +390,48 @@ def test_files_land_in_a_temporary_directory_that_is_removed(tmp_path: Path) -> 
     big = "def f(x):\n    open('big.bin', 'wb').write(b'x' * (2 << 20))\n"
     capped = run(big, tests=(TestCase((0,), None),), file_size_mb=1)
     assert capped.outcome is Outcome.RUNTIME_ERROR and capped.error_type == "OSError"
+
+
+def test_writing_outside_the_working_directory_fails_the_sample(tmp_path: Path) -> None:
+    # File-system containment comes from the privilege drop: as uid 65534 the candidate
+    # cannot write where root owns the directory (here, the test's own folder).
+    python = unprivileged_interpreter()
+    if python is None:
+        pytest.skip("needs root and an interpreter uid 65534 can run (privilege drop)")
+    tmp_path.chmod(0o755)
+    target = tmp_path / "escaped.txt"
+    writer = (
+        "def f(x):\n"
+        f"    with open({str(target)!r}, 'w') as fh:\n"
+        "        fh.write('owned')\n"
+        "    return x * x\n"
+    )
+    result = run(writer, python=python)
+    assert result.outcome is Outcome.RUNTIME_ERROR and result.error_type == "PermissionError"
+    assert not target.exists()
+    # The same code run without the drop (as root) does write: the target is writable.
+    control = run(writer)
+    if probe_isolation().uid is None and os.geteuid() == 0:
+        assert control.outcome is Outcome.OK and target.read_text() == "owned"
+
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_printing_gigabytes_is_capped_and_stopped(stream: str) -> None:
+    printer = (
+        "import os\n"
+        "def f(x):\n"
+        "    chunk = b'x' * (1 << 20)\n"
+        "    while True:  # a gigabyte a second, as fast as the pipe drains\n"
+        f"        os.write({1 if stream == 'stdout' else 2}, chunk)\n"
+    )
+    before_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = run(printer, wall_seconds=2.0, output_bytes=64 * 1024)
+    assert result.outcome is Outcome.TIMEOUT and result.killed, result.detail
+    kept = result.stdout if stream == "stdout" else result.stderr_tail
+    assert len(kept.encode()) == 64 * 1024 and set(kept) == {"x"}  # capped, not empty
+    grown_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before_kb
+    assert grown_kb < 64 * 1024  # the parent did not keep what was printed
+    assert result.group_reaped
 
 
 @pytest.fixture
@@ -417,6 +541,125 @@ def test_reference_speed_scores_about_one_and_quadratic_scores_lower(
     assert len(primes_cache) == 1  # the reference was timed once
 
 
+def test_a_slower_correct_solution_scores_between_zero_and_the_reference(
+    primes: CodeTask, primes_cache: ReferenceCache
+) -> None:
+    # The expert's sieve, run once more on half the input first: correct, and about 1.5
+    # times the reference's work, so ENAMEL's score should land near (2 - 1.5) / (2 - 1).
+    slower = primes.reference_solution + (
+        "\n_fast = count_primes\n\ndef count_primes(n):\n    _fast(n // 2)\n    return _fast(n)\n"
+    )
+    same = score_sample(primes, primes.reference_solution, cache=primes_cache)
+    slow = score_sample(primes, slower, cache=primes_cache)
+    assert slow.outcome is Outcome.OK and slow.passed, slow.detail
+    assert 0.0 < slow.score < same.score, (slow, same)
+    for mine, theirs in zip(slow.level_cpu_seconds[1:], same.level_cpu_seconds[1:], strict=True):
+        assert mine is not None and theirs is not None and mine > theirs
+
+
+class ReplayedTimings:
+    """An executor that replays recorded CPU times instead of running code, so the scoring
+    arithmetic can be checked against figures computed by hand (the sandbox's own timing
+    is tested above with real children)."""
+
+    def __init__(self, task: CodeTask, cpu: dict[tuple[str, int], list[float]]) -> None:
+        self.task = task
+        self.cpu = {key: list(values) for key, values in cpu.items()}
+        self.walls: dict[tuple[str, int], float] = {}
+
+    def __call__(
+        self,
+        source: str,
+        entry_point: str,
+        tests: Sequence[TestCase],
+        *,
+        cpu_seconds: float,
+        memory_mb: int,
+        wall_seconds: float,
+    ) -> ExecutionResult:
+        level = next(j for j, lv in enumerate(self.task.levels) if lv.tests == tuple(tests))
+        who = (
+            "reference"
+            if source == self.task.reference_solution
+            else "baseline"
+            if "return None" in source
+            else "candidate"
+        )
+        self.walls[(who, level)] = wall_seconds
+        seconds = self.cpu[(who, level)].pop(0)
+        timed_out = seconds == math.inf
+        return ExecutionResult(
+            outcome=Outcome.TIMEOUT if timed_out else Outcome.OK,
+            tests_total=len(tests),
+            tests_passed=0 if timed_out else len(tests),
+            failed_test=0 if timed_out else None,
+            cpu_seconds=wall_seconds if timed_out else seconds,
+            wall_seconds=0.05,
+            max_rss_kb=0,
+            exit_code=-9 if timed_out else 0,
+            killed=timed_out,
+            error_type=None,
+            detail="replayed",
+            stdout="",
+            stderr_tail="",
+            network_isolated=True,
+            isolation_note="",
+            pid=0,
+            group_reaped=True,
+        )
+
+
+HAND_TASK = CodeTask(
+    prompt="",
+    entry_point="f",
+    levels=(
+        Level((TestCase((1,), 1),), 0.0),
+        Level((TestCase((2,), 2),), 1.0),
+        Level((TestCase((3,), 3),), 3.0),
+    ),
+    reference_solution="def f(x):\n    return x\n",
+    alpha=2.0,
+    repeats=3,
+)
+
+
+@pytest.mark.parametrize(
+    ("level_2", "want_levels", "want_score", "outcome"),
+    [
+        # t = HL(0.30, 0.32, 0.34) - 0.02 = 0.30; T = 0.8: e = (0.8 - 0.3) / (0.8 - 0.4)
+        ([0.30, 0.32, 0.34], (0.0, 0.5, 1.25), (1 * 0.5 + 3 * 1.25) / 4, Outcome.OK),
+        # a timeout at level 2 zeroes it and keeps level 1's 0.5
+        ([math.inf], (0.0, 0.5, 0.0), (1 * 0.5 + 3 * 0.0) / 4, Outcome.TIMEOUT),
+    ],
+)
+def test_scores_agree_with_hand_computed_figures(
+    level_2: list[float], want_levels: tuple[float, ...], want_score: float, outcome: Outcome
+) -> None:
+    replay = ReplayedTimings(
+        HAND_TASK,
+        {
+            ("baseline", 0): [0.02],
+            ("reference", 0): [0.021],
+            ("baseline", 1): [0.02] * 3,
+            ("reference", 1): [0.12] * 3,  # t_ref = 0.10, T = 0.20
+            ("baseline", 2): [0.02] * 3,
+            ("reference", 2): [0.41, 0.42, 0.43],  # HL 0.42: t_ref = 0.40, T = 0.80
+            ("candidate", 0): [0.5],  # untimed: only correctness counts
+            # HL(0.16, 0.17, 0.18) = 0.17: t = 0.15, e = (0.2 - 0.15) / (0.2 - 0.1) = 0.5
+            ("candidate", 1): [0.16, 0.17, 0.18],
+            ("candidate", 2): level_2,
+        },
+    )
+    result = score_sample(HAND_TASK, "def f(x):\n    return x  # candidate\n", replay)
+    assert result.outcome is outcome and result.passed
+    assert result.reference_cpu_seconds == pytest.approx((0.001, 0.10, 0.40))
+    assert result.level_scores == pytest.approx(want_levels)
+    assert result.score == pytest.approx(want_score)
+    # wall limit = 0.5 s start-up + 2 * baseline wall (0.05) + timeout_factor * alpha * t_ref
+    assert replay.walls[("candidate", 1)] == pytest.approx(0.5 + 0.1 + 2 * 2 * 0.10)
+    assert replay.walls[("candidate", 2)] == pytest.approx(0.5 + 0.1 + 2 * 2 * 0.40)
+
+
 def test_a_wrong_answer_scores_zero(primes: CodeTask, primes_cache: ReferenceCache) -> None:
     off_by_one = primes.reference_solution.replace("+ 1  # the odd", "+ 2  # the odd")
     result = score_sample(primes, off_by_one, cache=primes_cache)
@@ -430,6 +673,7 @@ def test_a_wrong_answer_scores_zero(primes: CodeTask, primes_cache: ReferenceCac
         ("bytearray(1 << 40)", Outcome.MEMORY_ERROR, True),
         ("raise OverflowError('too big')", Outcome.RUNTIME_ERROR, True),
         ("raise ValueError('too big')", Outcome.RUNTIME_ERROR, False),
+        ("while True: pass", Outcome.TIMEOUT, True),
     ],
 )
 def test_a_resource_failure_at_a_late_level_zeroes_only_that_and_later_levels(

@@ -2,7 +2,8 @@
 
 - :mod:`~pytest_inferbudget.code.task`: :class:`CodeTask` (levels of tests, reference
   solution) and its JSON form; an example lies in ``tasks/count_primes.json``
-  (:func:`example_task_path`).
+  (:func:`example_task_path`); ``is_even.json`` and ``is_prime.json`` are easier ones that
+  the default model can solve, for the example suite.
 - :mod:`~pytest_inferbudget.code.sandbox`: :func:`run_candidate` runs code in a child process
   with rlimits, namespaces and parent-side CPU timing.
 - :mod:`~pytest_inferbudget.code.scoring`: :func:`score_sample`, ENAMEL's per-sample
@@ -24,6 +25,7 @@ from pytest_inferbudget.code.sandbox import (
     SandboxError,
     probe_isolation,
     run_candidate,
+    unprivileged_interpreter,
 )
 from pytest_inferbudget.code.scoring import (
     LevelReference,
@@ -73,6 +75,7 @@ __all__ = [
     "probe_isolation",
     "run_candidate",
     "score_sample",
+    "unprivileged_interpreter",
 ]
 
 
