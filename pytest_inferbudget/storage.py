@@ -37,6 +37,7 @@ def write_text_atomic(path: Path, text: str, *, overwrite: bool = True) -> None:
     except OSError as exc:
         raise ReportError(f"cannot write {path}: {exc}") from exc
     try:
+        os.fchmod(handle, _file_mode(path))  # mkstemp's 0600 would hide reports from others
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(text)
             stream.flush()
@@ -55,6 +56,17 @@ def write_text_atomic(path: Path, text: str, *, overwrite: bool = True) -> None:
         os.fsync(directory)
     finally:
         os.close(directory)
+
+
+def _file_mode(path: Path) -> int:
+    """The mode a plain ``open(path, "w")`` would give: an existing file's, else 0666 less
+    the umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
 
 
 def _link_new(temporary: str, path: Path) -> None:

@@ -346,6 +346,9 @@ def test_a_taken_name_gets_a_suffix_and_a_name_means_its_latest_run(
     assert again.name == second.name.replace("_main.json", "_main~2.json")
     assert load_run(second) == load_run(again)
     assert saved_runs(tmp_path, key) == [first, second, again]
+    mask = os.umask(0)
+    os.umask(mask)
+    assert {p.stat().st_mode & 0o777 for p in (first, second, again)} == {0o666 & ~mask}
     assert find_run(tmp_path, key, "main") == again
     assert find_run(tmp_path, key, real_run["run_id"][:12]) == first
     with pytest.raises(ReportError, match="matches several saved runs"):
