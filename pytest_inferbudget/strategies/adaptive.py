@@ -40,19 +40,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from pytest_inferbudget.records import Prompt, Request, Response
+from pytest_inferbudget.records import Prompt, Response
 from pytest_inferbudget.strategies.base import (
     Extractor,
     Normalizer,
     StrategyConfigError,
     StrategyResult,
-    call_engine,
     check_callable,
     check_int,
     check_run,
     check_temperature,
     check_top_p,
-    derive_seed,
+    draw_samples,
     extract_answer,
     tally,
 )
@@ -167,15 +166,17 @@ class AdaptiveConsistency:
         answers: list[str | None] = []
         probability = 0.0
         while len(answers) < self.max_n:
-            request = Request(
+            response = draw_samples(
+                engine,
+                self.name,
                 prompt,
-                max_new_tokens=max_new_tokens,
+                n=min(self.batch, self.max_n - len(answers)),
                 temperature=self.temperature,
                 top_p=self.top_p,
-                n=min(self.batch, self.max_n - len(answers)),
-                seed=derive_seed(seed, len(responses)),
+                max_new_tokens=max_new_tokens,
+                seed=seed,
+                call=len(responses),
             )
-            response = call_engine(engine, request, self.name)
             responses.append(response)
             offset = len(answers)
             answers.extend(

@@ -231,6 +231,33 @@ def call_engine(engine: Engine, request: Request, owner: str) -> Response:
     return response
 
 
+def draw_samples(
+    engine: Engine,
+    owner: str,
+    prompt: Prompt,
+    *,
+    n: int,
+    temperature: float,
+    top_p: float,
+    max_new_tokens: int,
+    seed: int | None,
+    call: int = 0,
+    logprobs: bool = False,
+) -> Response:
+    """``n`` samples of one prompt in one batched call, the ``call``-th of the run
+    (its seed derived from the run's seed)."""
+    request = Request(
+        prompt,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        n=n,
+        seed=derive_seed(seed, call),
+        logprobs=logprobs,
+    )
+    return call_engine(engine, request, owner)
+
+
 def _describe_engine(engine: Engine) -> str:
     try:
         return repr(engine.spec)

@@ -20,7 +20,7 @@ from pytest_inferbudget.strategies.base import (
     check_scorer,
     check_temperature,
     check_top_p,
-    derive_seed,
+    draw_samples,
     extract_answer,
     score_candidates,
 )
@@ -94,15 +94,16 @@ class Sample:
         self, engine: Engine, prompt: Prompt, *, max_new_tokens: int, seed: int | None
     ) -> StrategyResult:
         check_run(self.name, max_new_tokens, seed)
-        request = Request(
+        response = draw_samples(
+            engine,
+            self.name,
             prompt,
-            max_new_tokens=max_new_tokens,
+            n=self.n,
             temperature=self.temperature,
             top_p=self.top_p,
-            n=self.n,
-            seed=derive_seed(seed, 0),
+            max_new_tokens=max_new_tokens,
+            seed=seed,
         )
-        response = call_engine(engine, request, self.name)
         candidates = tuple(
             Candidate(g.text, extract_answer(self.extract, None, g.text, i, self.name))
             for i, g in enumerate(response.generations)
@@ -152,16 +153,17 @@ class BestOfN:
         self, engine: Engine, prompt: Prompt, *, max_new_tokens: int, seed: int | None
     ) -> StrategyResult:
         check_run(self.name, max_new_tokens, seed)
-        request = Request(
+        response = draw_samples(
+            engine,
+            self.name,
             prompt,
-            max_new_tokens=max_new_tokens,
+            n=self.n,
             temperature=self.temperature,
             top_p=self.top_p,
-            n=self.n,
-            seed=derive_seed(seed, 0),
+            max_new_tokens=max_new_tokens,
+            seed=seed,
             logprobs=self.scorer is None,
         )
-        response = call_engine(engine, request, self.name)
         scores = score_candidates(self.name, self.scorer, prompt, response, range(self.n))
         chosen = best_index(scores)
         if chosen is None:  # only reachable when no completion has a log-probability

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pytest_inferbudget.records import Prompt, Request, Response
+from pytest_inferbudget.records import Prompt, Response
 from pytest_inferbudget.strategies.base import (
     Candidate,
     Extractor,
@@ -23,14 +23,13 @@ from pytest_inferbudget.strategies.base import (
     StrategyConfigError,
     StrategyResult,
     best_index,
-    call_engine,
     check_callable,
     check_int,
     check_run,
     check_scorer,
     check_temperature,
     check_top_p,
-    derive_seed,
+    draw_samples,
     extract_answer,
     majority,
     score_candidates,
@@ -102,15 +101,16 @@ class SelfConsistency:
         self, engine: Engine, prompt: Prompt, *, max_new_tokens: int, seed: int | None
     ) -> StrategyResult:
         check_run(self.name, max_new_tokens, seed)
-        request = Request(
+        response = draw_samples(
+            engine,
+            self.name,
             prompt,
-            max_new_tokens=max_new_tokens,
+            n=self.n,
             temperature=self.temperature,
             top_p=self.top_p,
-            n=self.n,
-            seed=derive_seed(seed, 0),
+            max_new_tokens=max_new_tokens,
+            seed=seed,
         )
-        response = call_engine(engine, request, self.name)
         answers = [
             extract_answer(self.extract, self.normalize, g.text, i, self.name)
             for i, g in enumerate(response.generations)
@@ -184,16 +184,17 @@ class BestOfMajority:
         self, engine: Engine, prompt: Prompt, *, max_new_tokens: int, seed: int | None
     ) -> StrategyResult:
         check_run(self.name, max_new_tokens, seed)
-        request = Request(
+        response = draw_samples(
+            engine,
+            self.name,
             prompt,
-            max_new_tokens=max_new_tokens,
+            n=self.n,
             temperature=self.temperature,
             top_p=self.top_p,
-            n=self.n,
-            seed=derive_seed(seed, 0),
+            max_new_tokens=max_new_tokens,
+            seed=seed,
             logprobs=self.scorer is None,
         )
-        response = call_engine(engine, request, self.name)
         answers = [
             extract_answer(self.extract, self.normalize, g.text, i, self.name)
             for i, g in enumerate(response.generations)
