@@ -1,5 +1,7 @@
 """Budget specs: parsed and checked at collection, so a typo fails before any model loads.
 
+PYTEST_DONT_REWRITE: loaded at start-up and holds no asserts; this skips pytest's pass.
+
 A budget marker holds limits (``ms_per_request=1500``, ``pass_at_k=(4, 0.5)``) and
 modifiers (``stat="p95"``, ``confidence=0.95``). A marker's modifiers apply to the limits
 in that same marker, so one test can hold a mean and a tail limit on the same key

@@ -1,15 +1,49 @@
-"""Command-line options and ini keys, parsed once into a frozen Settings."""
+"""Command-line options and ini keys, parsed once into a frozen Settings; stash keys.
+
+PYTEST_DONT_REWRITE: loaded at every pytest start-up and holds no asserts, so pytest's
+assertion rewriter is told to skip its pass over this module.
+"""
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+from pytest_inferbudget import budget
 from pytest_inferbudget.engines import DEFAULT_ENGINE_SPEC, EngineSpec
 from pytest_inferbudget.errors import EngineSpecError
+
+if TYPE_CHECKING:
+    from pytest_inferbudget.recorder import Recorder
+    from pytest_inferbudget.records import TestRecord
+    from pytest_inferbudget.session import RunReporter
+
+SETTINGS: pytest.StashKey[Settings] = pytest.StashKey()
+STARTED = pytest.StashKey[float]()
+"""When the run was configured (epoch seconds), for the report's ``started_at``."""
+REPORTER: pytest.StashKey[RunReporter] = pytest.StashKey()
+BUDGET = pytest.StashKey[budget.BudgetSpec]()
+RECORDER: pytest.StashKey[Recorder] = pytest.StashKey()
+RECORD: pytest.StashKey[TestRecord] = pytest.StashKey()
+REPORT_KEY = "inferbudget"
+"""Attribute of a call-phase TestReport holding the test's record as builtin types."""
+ENGINE_ERROR_KEY = "inferbudget_engine_error"
+"""Set on a call-phase report whose test failed because the engine did (not a budget)."""
+NO_BUDGET = budget.BudgetSpec()
+
+
+def item_budget(item: pytest.Item) -> budget.BudgetSpec:
+    """The item's merged budget markers, parsed once; an item with none parses nothing."""
+    spec = item.stash.get(BUDGET, None)
+    if spec is None:
+        markers = [(m.args, m.kwargs) for m in item.iter_markers("budget")]
+        spec = budget.parse_markers(markers, where=item.nodeid) if markers else NO_BUDGET
+        item.stash[BUDGET] = spec
+    return spec
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -178,6 +212,12 @@ class Settings:
     accelerator: str | None = None
     record_path: Path | None = None
     replay_path: Path | None = None
+
+    @property
+    def writes_outputs(self) -> bool:
+        """Whether the run writes a file (report, saved run, cassette) or compares runs."""
+        wanted = (self.json_path, self.markdown_path, self.html_path, self.save, self.record_path)
+        return any(wanted) or self.compare is not None
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:

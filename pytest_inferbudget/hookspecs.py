@@ -1,4 +1,7 @@
-"""Hooks other packages implement to add engines (more hooks come with meters and reports)."""
+"""Hooks other packages implement to add engines (more hooks come with meters and reports).
+
+PYTEST_DONT_REWRITE: loaded at start-up and holds no asserts; this skips pytest's pass.
+"""
 
 from __future__ import annotations
 

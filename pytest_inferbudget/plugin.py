@@ -1,42 +1,41 @@
 """pytest hooks and fixtures; the work is done by the modules these delegate to.
 
-Heavy libraries are never imported here: engines load them when a test first asks
-for the ``inference_engine`` fixture.
+PYTEST_DONT_REWRITE: pytest rewrites a plugin's modules for assertions; these hold none,
+and skipping the pass shortens every start-up.
+
+pytest imports this module at every start-up, ``pytest --co`` included, so it holds only
+hook and fixture functions: their bodies import :mod:`pytest_inferbudget.session` (and
+what it needs) when a test first uses them. Heavy libraries are never imported here:
+engines load them when a test first asks for the ``inference_engine`` fixture.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 import time
-import warnings
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_inferbudget import budget
-from pytest_inferbudget.config import Settings, add_options
-from pytest_inferbudget.engines import Engine, EngineSpec, Progress
-from pytest_inferbudget.errors import BudgetSpecError, EngineError, InferBudgetError
+from pytest_inferbudget.config import (
+    ENGINE_ERROR_KEY,
+    RECORD,
+    RECORDER,
+    REPORT_KEY,
+    REPORTER,
+    SETTINGS,
+    STARTED,
+    Settings,
+    add_options,
+    item_budget,
+)
+from pytest_inferbudget.errors import BudgetSpecError, EngineError
 
-if TYPE_CHECKING:  # records and the recorder load with the first test, not at start-up
-    from pathlib import Path
-
+if TYPE_CHECKING:
+    from pytest_inferbudget.engines import Engine, EngineSpec, Progress
     from pytest_inferbudget.meters import Meter
     from pytest_inferbudget.recorder import Metering, Recorder
-    from pytest_inferbudget.records import RunRecord, TestRecord
-    from pytest_inferbudget.report.outputs import RunOutputs
-
-SETTINGS = pytest.StashKey[Settings]()
-REPORTER = pytest.StashKey["RunReporter"]()
-BUDGET = pytest.StashKey[budget.BudgetSpec]()
-RECORDER = pytest.StashKey["Recorder"]()
-RECORD = pytest.StashKey["TestRecord"]()
-REPORT_KEY = "inferbudget"
-"""Attribute of a call-phase TestReport holding the test's record as builtin types."""
-ENGINE_ERROR_KEY = "inferbudget_engine_error"
-"""Set on a call-phase report whose test failed because the engine did (not a budget)."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -57,8 +56,8 @@ def pytest_configure(config: pytest.Config) -> None:
         f"modifiers: {', '.join(budget.MODIFIERS)}",
     )
     config.stash[SETTINGS] = Settings.from_config(config)
-    config.stash[REPORTER] = RunReporter(config)
-    config.pluginmanager.register(config.stash[REPORTER], "inferbudget-run")
+    config.stash[STARTED] = time.time()
+    config.pluginmanager.register(_RunHooks(config), "inferbudget-run")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -80,17 +79,10 @@ def pytest_pycollect_makeitem(
     for item in result if isinstance(result, list) else [result]:
         if isinstance(item, pytest.Function):
             try:
-                _budget(item)
+                item_budget(item)
             except BudgetSpecError as exc:
                 raise pytest.Collector.CollectError(str(exc)) from exc
     return result
-
-
-def _budget(item: pytest.Item) -> budget.BudgetSpec:
-    if BUDGET not in item.stash:
-        markers = [(m.args, m.kwargs) for m in item.iter_markers("budget")]
-        item.stash[BUDGET] = budget.parse_markers(markers, where=item.nodeid)
-    return item.stash[BUDGET]
 
 
 @pytest.hookimpl(trylast=True)
@@ -105,17 +97,9 @@ def pytest_inferbudget_make_engine(
 @pytest.fixture(scope="session")
 def inference_engine(pytestconfig: pytest.Config) -> Iterator[Engine]:
     """The session's engine, from --inferbudget-engine or the ini key; loaded once."""
-    spec = EngineSpec.parse(pytestconfig.stash[SETTINGS].engine)
-    try:
-        engine = pytestconfig.hook.pytest_inferbudget_make_engine(
-            spec=spec, config=pytestconfig, progress=_progress_writer(pytestconfig)
-        )
-    except InferBudgetError as exc:
-        pytest.fail(f"inferbudget: cannot start engine '{spec}': {exc}", pytrace=False)
-    if engine is None:
-        pytest.fail(f"inferbudget: no plugin could build engine '{spec}'", pytrace=False)
-    yield engine
-    engine.close()
+    from pytest_inferbudget.session import engine_fixture
+
+    yield from engine_fixture(pytestconfig)
 
 
 @pytest.hookimpl(trylast=True)
@@ -131,35 +115,9 @@ def inferbudget_metering(
 ) -> Iterator[Metering]:
     """The energy meter (--inferbudget-energy), the memory meter, and the idealized and
     roofline predictions (--inferbudget-profile, --inferbudget-accelerator) of every call."""
-    from pytest_inferbudget.meters import MemoryMeter
-    from pytest_inferbudget.recorder import Metering
+    from pytest_inferbudget.session import metering_fixture
 
-    settings = pytestconfig.stash[SETTINGS]
-    choice = "off" if settings.replay_path else settings.energy
-    try:
-        meter = pytestconfig.hook.pytest_inferbudget_make_meter(choice=choice, config=pytestconfig)
-    except InferBudgetError as exc:
-        pytest.fail(f"inferbudget: energy meter {choice!r}: {exc}", pytrace=False)
-    if meter is None:
-        pytest.fail(f"inferbudget: no plugin could build energy meter {choice!r}", pytrace=False)
-    pytestconfig.stash[REPORTER].note_meter(meter)
-    predictor = None
-    if settings.profile_path or settings.accelerator:
-        from pytest_inferbudget.meters.predictions import build_predictor
-
-        try:
-            predictor = build_predictor(
-                inference_engine.describe(), settings.profile_path, settings.accelerator
-            )
-        except InferBudgetError as exc:
-            pytest.fail(f"inferbudget: {exc}", pytrace=False)
-    replaying = settings.replay_path is not None  # nothing runs, so no meter watches
-    memory = None if replaying else MemoryMeter()
-    metering = Metering(energy=None if replaying else meter, memory=memory, predictor=predictor)
-    yield metering
-    meter.close()
-    if memory is not None:
-        memory.close()
+    yield from metering_fixture(pytestconfig, inference_engine)
 
 
 @pytest.fixture(scope="session")
@@ -169,24 +127,9 @@ def vllm_server(
     """A real vLLM OpenAI-compatible server on a free 127.0.0.1 port; its base URL
     (``http://127.0.0.1:PORT/v1``), for ``openai:URL`` engines. Stopped, with its whole
     process group, when the session ends."""
-    from pytest_inferbudget.models import resolve_model
-    from pytest_inferbudget.servers import DEFAULT_ARGS, VllmServer
+    from pytest_inferbudget.session import vllm_server_fixture
 
-    alias = str(pytestconfig.getini("inferbudget_vllm_server_model"))
-    args = list(pytestconfig.getini("inferbudget_vllm_server_args")) or list(DEFAULT_ARGS)
-    try:
-        model = resolve_model(alias, _progress_writer(pytestconfig))
-        server = VllmServer(model, tmp_path_factory.mktemp("vllm-server") / "server.log")
-        server.extra_args = args
-        server.served_model_name = alias if "/" not in alias else model.name
-        _progress_writer(pytestconfig)(f"starting vLLM server: {' '.join(server.command())}")
-        base_url = server.start()
-    except InferBudgetError as exc:
-        pytest.fail(f"inferbudget: vllm_server: {exc}", pytrace=False)
-    try:
-        yield base_url
-    finally:
-        server.stop()
+    yield from vllm_server_fixture(pytestconfig, tmp_path_factory)
 
 
 @pytest.fixture
@@ -194,119 +137,26 @@ def infer(
     request: pytest.FixtureRequest, inference_engine: Engine, inferbudget_metering: Metering
 ) -> Recorder:
     """Generate through the session's engine; every generation counts toward the budgets."""
-    from pytest_inferbudget.recorder import Recorder
-    from pytest_inferbudget.verdicts import evaluate
+    from pytest_inferbudget.session import make_recorder
 
-    reporter = request.config.stash[REPORTER]
-    reporter.note_engine(inference_engine)
-    spec = _budget(request.node)
-    if spec.confident:
-        recorder = Recorder(
-            inference_engine,
-            metering=inferbudget_metering,
-            judge=lambda r: evaluate(
-                spec, r.traces, r.scores, sequential=True, machine=reporter.machine
-            ),
-            min_samples=spec.min_samples or 1,
-            max_samples=spec.max_samples or 200,
-        )
-    else:
-        recorder = Recorder(inference_engine, metering=inferbudget_metering)
-    request.node.stash[RECORDER] = recorder
-    return recorder
+    return make_recorder(request, inference_engine, inferbudget_metering)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """Judge the budgets after the test body; the body's own failure always wins."""
-    spec = _budget(item)
+    spec = item_budget(item)
+    if not spec and RECORDER not in item.stash:  # nothing to judge or record
+        return (yield)
+    from pytest_inferbudget.session import judge, record_test
+
     try:
         result = yield
     except BaseException:
-        _record(item, spec)
+        record_test(item, spec)
         raise
-    record = _record(item, spec)
-    from pytest_inferbudget.report import terminal  # with the first test, not at start-up
-
-    if spec and record is not None:
-        if not record.traces and not record.scores:
-            pytest.fail(_nothing_recorded(item), pytrace=False)
-        settings = item.config.stash[SETTINGS]
-        strict = settings.strict
-        # What the machine lacks (a meter) or a replay cannot carry (time, energy) is
-        # unmeasured, not violated: skipped and named, or failed in strict mode.
-        hardware_unmeasured = [
-            b
-            for b in record.budgets
-            if b.verdict == "unmeasured"
-            and (budget.needs_hardware(b.key) or settings.replay_path is not None)
-        ]
-        failing = [
-            b
-            for b in record.budgets
-            if b.verdict == "fail"
-            or (b.verdict == "unmeasured" and (strict or b not in hardware_unmeasured))
-            or (b.verdict == "inconclusive" and strict)
-        ]
-        if failing:
-            pytest.fail(terminal.violation_message(record.budgets), pytrace=False)
-        if hardware_unmeasured:
-            by_reason: dict[str, list[str]] = {}
-            for b in hardware_unmeasured:
-                by_reason.setdefault(b.reason, []).append(b.key)
-            where = "on replay" if settings.replay_path else "on this machine"
-            # reported at the test's own location (as skip markers are), not this hook's
-            raise pytest.skip.Exception(
-                f"inferbudget: unmeasured {where}: "
-                + "; ".join(f"{', '.join(keys)}: {why}" for why, keys in by_reason.items())
-                + " (--inferbudget-strict fails instead)",
-                _use_item_location=True,
-            )
-        if any(b.verdict == "inconclusive" for b in record.budgets):
-            warnings.warn(
-                InconclusiveBudgetWarning(terminal.violation_message(record.budgets)),
-                stacklevel=1,
-            )
+    judge(item, spec)
     return result
-
-
-class InconclusiveBudgetWarning(UserWarning):
-    """A confident budget could not be settled within its samples (strict mode fails it)."""
-
-
-def _record(item: pytest.Item, spec: budget.BudgetSpec) -> TestRecord | None:
-    recorder = item.stash.get(RECORDER, None)
-    if recorder is None and not spec:
-        return None
-    from pytest_inferbudget.records import TestRecord
-    from pytest_inferbudget.verdicts import evaluate
-
-    traces = list(recorder.traces) if recorder else []
-    scores = list(recorder.scores) if recorder else []
-    sequential = recorder is not None and recorder.sampled_sequentially
-    machine = item.config.stash[REPORTER].machine
-    results = evaluate(spec, traces, scores, sequential=sequential, machine=machine)
-    record = TestRecord(
-        item.nodeid, traces, results, scores=scores, compare_fail=dict(spec.compare_fail)
-    )
-    item.stash[RECORD] = record
-    for result in results:  # JUnit XML carries each measured value as a property
-        statistic = result.stat or "value"
-        item.user_properties.append((f"inferbudget:{result.key}:{statistic}", result.measured))
-        item.user_properties.append((f"inferbudget:{result.key}:verdict", result.verdict))
-    return record
-
-
-def _nothing_recorded(item: pytest.Item) -> str:
-    if "infer" not in getattr(item, "fixturenames", ()):
-        return (
-            f"inferbudget: {item.nodeid} has a budget marker but does not use the `infer` "
-            "fixture, so nothing it generated was recorded; generate through infer(...)"
-        )
-    return (
-        f"inferbudget: {item.nodeid} has a budget marker but recorded no generation; "
-        "a budget needs at least one infer(...) call to judge"
-    )
 
 
 @pytest.hookimpl(wrapper=True)
@@ -314,16 +164,11 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    if call.when == "call" and call.excinfo is not None and call.excinfo.errisinstance(EngineError):
-        # An engine or server fault is the infrastructure's, not a budget's: an error
-        # whose message (naming the URL or engine) is the whole story.
-        setattr(report, ENGINE_ERROR_KEY, True)
-        report.longrepr = call.excinfo.getrepr(style="value", chain=False)
-    record = item.stash.get(RECORD, None)
-    if call.when == "call" and record is not None:
-        xfailed = report.skipped and hasattr(report, "wasxfail")
-        record.outcome = "xfailed" if xfailed else report.outcome
-        setattr(report, REPORT_KEY, record.to_dict())  # survives xdist's serialisation
+    engine_fault = call.excinfo is not None and call.excinfo.errisinstance(EngineError)
+    if call.when == "call" and (engine_fault or RECORD in item.stash):
+        from pytest_inferbudget.session import annotate_report
+
+        annotate_report(item, call, report)
     return report
 
 
@@ -335,118 +180,48 @@ def pytest_report_teststatus(
     return None
 
 
-class RunReporter:
-    """Collects every test's record from the reports (local or from xdist workers) and
-    writes the run's outputs; registered per session so nested pytester runs stay apart."""
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    if REPORTER in config.stash or config.stash[SETTINGS].writes_outputs:
+        from pytest_inferbudget.session import run_reporter
+
+        run_reporter(config).finish(session)
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    reporter = config.stash.get(REPORTER, None)
+    if reporter is not None:
+        reporter.summary(terminalreporter)
+
+
+class _RunHooks:
+    """Hooks whose arguments do not reach the config, registered per run (so nested
+    pytester runs stay apart); the run's reporter loads with the first record."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.settings = config.stash[SETTINGS]
-        self.run_id = os.urandom(16).hex()  # 32 hex digits; uuid would load platform
-        self.started_at = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
-        self.engine: dict[str, Any] = {"spec": self.settings.engine}
-        self.meters: dict[str, Any] = {}
-        self.machine = ""
-        """``DEVICE: NAME`` of the engine's hardware, matched by ``hardware=`` budgets."""
-        self.tests: list[TestRecord] = []
-        self.outputs: RunOutputs | None = None
-        self.cassette_lines: list[str] = []
-
-    def note_engine(self, engine: Engine) -> None:
-        """Describe the engine actually used, which a conftest may have swapped in."""
-        if self.engine.get("spec") != engine.spec or len(self.engine) == 1:
-            from pytest_inferbudget.hardware import machine_label
-
-            self.engine = {"spec": engine.spec, **engine.describe()}
-            self.machine = machine_label(self.engine)
-
-    def note_meter(self, meter: Meter) -> None:
-        available, reason = meter.available()
-        self.meters = {"energy": meter.name, "energy_available": available, "energy_note": reason}
-
-    def run_record(self) -> RunRecord:
-        from pytest_inferbudget.records import RunRecord
-
-        return RunRecord(
-            self.run_id, self.started_at, engine=self.engine, tests=self.tests, meters=self.meters
-        )
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         data = getattr(report, REPORT_KEY, None)
         if report.when == "call" and data is not None:
-            from pytest_inferbudget.records import TestRecord
+            from pytest_inferbudget.session import run_reporter
 
-            self.tests.append(TestRecord.from_dict(data))
+            run_reporter(self.config).add_test(data)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        engine = node.workeroutput.get(REPORT_KEY + "_engine")
-        if engine:
-            self.engine = engine
+        if node.workeroutput.get(REPORT_KEY + "_engine"):
+            from pytest_inferbudget.session import run_reporter
 
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if hasattr(self.config, "workerinput"):  # xdist worker: the controller writes reports
-            self.config.workeroutput[REPORT_KEY + "_engine"] = self.engine  # type: ignore[attr-defined]
-            return
-        settings = self.settings
-        if settings.record_path is not None:
-            self.cassette_lines = _write_cassette(settings.record_path, self.run_record())
-        wanted = (settings.json_path, settings.markdown_path, settings.html_path, settings.save)
-        if not any(wanted) and settings.compare is None:
-            return
-        from pytest_inferbudget.report.outputs import write_outputs
-
-        thresholds = {t.nodeid: t.compare_fail for t in self.tests if t.compare_fail}
-        self.outputs = write_outputs(self.run_record(), settings, thresholds)
-        if self.outputs.failed and session.exitstatus == pytest.ExitCode.OK:
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        lines: list[str] = []
-        if self.tests:
-            from pytest_inferbudget.report import terminal
-
-            lines = terminal.summary_lines(self.run_record())
-        lines += self.cassette_lines
-        outputs = self.outputs
-        if lines or outputs:
-            terminalreporter.write_sep("=", "inferbudget")
-        for line in lines + (outputs.lines if outputs else []):
-            terminalreporter.write_line(line)
-        for error in outputs.errors if outputs else []:
-            terminalreporter.write_line(f"inferbudget: ERROR {error}", red=True)
+            run_reporter(self.config).worker_done(node)
 
 
-def _write_cassette(path: Path, run: RunRecord) -> list[str]:
-    """Every response the run's tests recorded, for --inferbudget-replay."""
-    from pytest_inferbudget.engines.replay import build_cassette
-    from pytest_inferbudget.storage import write_json_atomic
+def __getattr__(name: str) -> Any:
+    """``InconclusiveBudgetWarning`` (for ``filterwarnings``) without loading it at start-up."""
+    if name == "InconclusiveBudgetWarning":
+        from pytest_inferbudget import session
 
-    responses = [r for test in run.tests for trace in test.traces for r in trace.responses]
-    try:
-        write_json_atomic(path, build_cassette(responses, run.engine))
-    except InferBudgetError as exc:
-        return [f"inferbudget: ERROR cassette not written: {exc}"]
-    return [f"cassette of {len(responses)} request(s) written to {path}"]
-
-
-def _progress_writer(config: pytest.Config) -> Callable[[str], None]:
-    """Print progress past pytest's output capture: a first model download takes a while."""
-    capture = config.pluginmanager.getplugin("capturemanager")
-
-    def write(line: str) -> None:
-        if capture is not None:
-            with capture.global_and_fixture_disabled():
-                _terminal_line(config, f"inferbudget: {line}")
-        else:
-            _terminal_line(config, f"inferbudget: {line}")
-
-    return write
-
-
-def _terminal_line(config: pytest.Config, line: str, *, red: bool = False) -> None:
-    reporter = config.pluginmanager.getplugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(line, red=red)
-    else:
-        print(line, file=sys.stderr, flush=True)
+        return session.InconclusiveBudgetWarning
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

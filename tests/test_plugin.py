@@ -365,3 +365,27 @@ def test_conftest_can_override_the_engine_fixture(
     result.assert_outcomes(passed=1)
     report = json.loads((pytester.path / "r.json").read_text())
     assert report["engine"]["spec"].endswith("?batch_size=2")
+
+
+def test_inconclusive_warning_class_is_importable_from_the_plugin() -> None:
+    """``filterwarnings`` may name it by the plugin module, where it lived before."""
+    from pytest_inferbudget import plugin, session
+
+    assert plugin.InconclusiveBudgetWarning is session.InconclusiveBudgetWarning
+    assert issubclass(plugin.InconclusiveBudgetWarning, UserWarning)
+
+
+def test_tests_without_budget_or_infer_load_no_session_code(pytester: pytest.Pytester) -> None:
+    """A suite that does not use the plugin pays only for its hooks, even when it runs."""
+    pytester.makeconftest(
+        """
+        import sys
+
+        def pytest_sessionfinish(session):
+            print("SESSION-LOADED:", "pytest_inferbudget.session" in sys.modules)
+        """
+    )
+    pytester.makepyfile("def test_plain():\n    assert 1 + 1 == 2\n")
+    result = pytester.runpytest_subprocess("-s", "-p", "inferbudget")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*SESSION-LOADED: False"])

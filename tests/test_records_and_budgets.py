@@ -163,6 +163,7 @@ def test_hardware_variants_take_the_outer_modifiers_and_their_pattern() -> None:
 
 
 EVALUATION_MODULES = (
+    "pytest_inferbudget.session",
     "pytest_inferbudget.verdicts",
     "pytest_inferbudget.records",
     "pytest_inferbudget.recorder",

@@ -1,4 +1,7 @@
-"""The Engine protocol, engine specs, and the built-in engines (imported only when used)."""
+"""The Engine protocol, engine specs, and the built-in engines (imported only when used).
+
+PYTEST_DONT_REWRITE: loaded at start-up and holds no asserts; this skips pytest's pass.
+"""
 
 from __future__ import annotations
 

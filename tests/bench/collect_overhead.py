@@ -1,7 +1,7 @@
 """What the plugin adds to `pytest --co` start-up: with it, and with `-p no:inferbudget`.
 
 Runs each variant as a fresh process, interleaved, many times, and prints JSON with the
-median difference. Target: at most 20 ms (pytest-benchmark adds 43 ms here).
+median difference. Target: at most 20 ms.
 
 Beside wall time it reports the processes' CPU time (user + system, from
 ``getrusage(RUSAGE_CHILDREN)``), which the other work on a shared machine disturbs far
@@ -13,7 +13,16 @@ takes to compile the plugin's sources: ``as_run`` inherits this environment (whe
 each plugin module again), and ``cached_bytecode`` gives the processes a warm private
 ``PYTHONPYCACHEPREFIX``, as an ordinary installation has.
 
-    python tests/bench/collect_overhead.py [--runs 30]
+With ``--references DIR`` (default ``/tmp/refplugins``) it measures pytest-benchmark and
+pytest-codspeed in the same run, interleaved with ours, so that the plugin's cost can be
+quoted as a ratio against theirs. Install them beside, not into, the environment:
+``pip install --no-deps --target /tmp/refplugins pytest-benchmark pytest-codspeed`` (their
+own dependencies, py-cpuinfo, rich, cffi and filelock, come from the venv; ``--no-deps``
+keeps a second pytest out of the folder). Every variant then runs with DIR on
+``PYTHONPATH``, the other plugins blocked with ``-p no:NAME``. A missing folder is skipped
+and said so in the JSON.
+
+    python tests/bench/collect_overhead.py [--runs 30] [--references DIR]
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ import textwrap
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 SUITE = textwrap.dedent(
     """
@@ -45,6 +55,19 @@ SUITE = textwrap.dedent(
     """
 )
 VARIANTS = {"with_plugin": (), "without_plugin": ("-p", "no:inferbudget")}
+REFERENCES = {"pytest_benchmark": "benchmark", "pytest_codspeed": "codspeed"}
+"""Reference plugins: JSON name -> pytest11 entry-point name."""
+
+
+def reference_variants() -> dict[str, tuple[str, ...]]:
+    """Each plugin (ours and the references) alone, and none of them."""
+    names = {"with_plugin": "inferbudget", **REFERENCES}
+    blocked = {name: ("-p", f"no:{name}") for name in names.values()}
+
+    def only(keep: str | None) -> tuple[str, ...]:
+        return tuple(arg for name, args in blocked.items() if name != keep for arg in args)
+
+    return {"without_plugin": only(None), **{key: only(name) for key, name in names.items()}}
 
 
 def time_collect(folder: Path, env: Mapping[str, str], *extra: str) -> tuple[float, float]:
@@ -59,46 +82,77 @@ def time_collect(folder: Path, env: Mapping[str, str], *extra: str) -> tuple[flo
     return wall, cpu
 
 
-def measure(folder: Path, env: Mapping[str, str], runs: int) -> dict[str, float]:
-    """Median and fastest start-up of each variant, in ms, ABAB... then BABA... order."""
-    for extra in VARIANTS.values():
+def measure(
+    folder: Path, env: Mapping[str, str], runs: int, variants: Mapping[str, tuple[str, ...]]
+) -> dict[str, Any]:
+    """Median and fastest start-up of each variant, in ms, ABC... then ...CBA order."""
+    for extra in variants.values():
         time_collect(folder, env, *extra)  # warm the file cache (and the bytecode cache)
-    times: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    cpu: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    cpu: dict[str, list[float]] = {name: [] for name in variants}
     for run in range(runs):
-        names = list(VARIANTS) if run % 2 == 0 else list(reversed(VARIANTS))
+        names = list(variants) if run % 2 == 0 else list(reversed(list(variants)))
         for name in names:
-            wall_s, cpu_s = time_collect(folder, env, *VARIANTS[name])
+            wall_s, cpu_s = time_collect(folder, env, *variants[name])
             times[name].append(wall_s * 1000)
             cpu[name].append(cpu_s * 1000)
-    with_ms = statistics.median(times["with_plugin"])
     without_ms = statistics.median(times["without_plugin"])
-    with_cpu_ms = statistics.median(cpu["with_plugin"])
     without_cpu_ms = statistics.median(cpu["without_plugin"])
-    return {
-        "with_plugin_median_ms": round(with_ms, 1),
-        "without_plugin_median_ms": round(without_ms, 1),
-        "plugin_added_ms": round(with_ms - without_ms, 1),
-        "plugin_added_min_ms": round(min(times["with_plugin"]) - min(times["without_plugin"]), 1),
-        "plugin_added_cpu_ms": round(with_cpu_ms - without_cpu_ms, 1),
-        "plugin_added_min_cpu_ms": round(min(cpu["with_plugin"]) - min(cpu["without_plugin"]), 1),
-    }
+    result: dict[str, Any] = {"without_plugin_median_ms": round(without_ms, 1)}
+    for name in variants:
+        if name == "without_plugin":
+            continue
+        with_ms = statistics.median(times[name])
+        with_cpu_ms = statistics.median(cpu[name])
+        prefix = "plugin" if name == "with_plugin" else name
+        result |= {
+            f"{name}_median_ms": round(with_ms, 1),
+            f"{prefix}_added_ms": round(with_ms - without_ms, 1),
+            f"{prefix}_added_min_ms": round(min(times[name]) - min(times["without_plugin"]), 1),
+            f"{prefix}_added_cpu_ms": round(with_cpu_ms - without_cpu_ms, 1),
+            f"{prefix}_added_min_cpu_ms": round(min(cpu[name]) - min(cpu["without_plugin"]), 1),
+        }
+    for reference in REFERENCES:
+        theirs = result.get(f"{reference}_added_ms")
+        if theirs is not None and theirs > 0:
+            result[f"ratio_to_{reference}"] = round(result["plugin_added_ms"] / theirs, 2)
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument(
+        "--references",
+        type=Path,
+        default=Path("/tmp/refplugins"),
+        help="folder holding pytest-benchmark and pytest-codspeed (pip install --target)",
+    )
     args = parser.parse_args()
+    references: dict[str, Any]
+    variants: Mapping[str, tuple[str, ...]] = VARIANTS
+    extra_env: dict[str, str] = {}
+    missing = [name for name in REFERENCES if not (args.references / name).is_dir()]
+    if missing:
+        references = {
+            "skipped": f"{', '.join(missing)} not found in {args.references}; install with "
+            f"pip install --no-deps --target {args.references} pytest-benchmark pytest-codspeed"
+        }
+    else:
+        variants = reference_variants()
+        path = os.pathsep.join(filter(None, [str(args.references), os.environ.get("PYTHONPATH")]))
+        extra_env = {"PYTHONPATH": path}
+        references = {"folder": str(args.references), "measured": list(REFERENCES)}
     with tempfile.TemporaryDirectory() as folder, tempfile.TemporaryDirectory() as pycache:
         Path(folder, "test_suite.py").write_text(SUITE)
         Path(folder, "pytest.ini").write_text("[pytest]\nmarkers = budget\n")
-        as_run = dict(os.environ)
-        cached = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE",)} | {
+        as_run = dict(os.environ) | extra_env
+        cached = {k: v for k, v in as_run.items() if k not in ("PYTHONDONTWRITEBYTECODE",)} | {
             "PYTHONPYCACHEPREFIX": pycache
         }
         results = {
-            "as_run": measure(Path(folder), as_run, args.runs),
-            "cached_bytecode": measure(Path(folder), cached, args.runs),
+            "as_run": measure(Path(folder), as_run, args.runs, variants),
+            "cached_bytecode": measure(Path(folder), cached, args.runs, variants),
         }
     print(
         json.dumps(
@@ -106,6 +160,7 @@ def main() -> None:
                 "benchmark": "collect_overhead",
                 "runs": args.runs,
                 "environment_writes_bytecode": not os.environ.get("PYTHONDONTWRITEBYTECODE"),
+                "references": references,
                 **results,
                 "target_ms": 20,
             },
