@@ -462,6 +462,9 @@ class TestRecord:
     scores: list[Score] = field(default_factory=list)
     compare_fail: dict[str, float] = field(default_factory=dict)
     """This test's own regression thresholds (budget marker ``compare_fail``)."""
+    contended: bool = False
+    """Run by one of several xdist workers sharing one GPU: its timings and energy
+    include the other workers' load."""
 
     @property
     def responses(self) -> list[Response]:
@@ -475,6 +478,7 @@ class TestRecord:
             "traces": [t.to_dict() for t in self.traces],
             "scores": [s.to_dict() for s in self.scores],
             "compare_fail": self.compare_fail,
+            "contended": self.contended,
         }
 
     @classmethod
@@ -486,6 +490,7 @@ class TestRecord:
             traces=[Trace.from_dict(t) for t in data["traces"]],
             scores=[Score.from_dict(s) for s in data["scores"]],
             compare_fail=data.get("compare_fail", {}),
+            contended=data.get("contended", False),
         )
 
 

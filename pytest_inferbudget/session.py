@@ -200,6 +200,14 @@ def judge(item: pytest.Item, spec: budget.BudgetSpec) -> None:
             )
 
 
+def shares_the_engine(config: pytest.Config, engine: dict[str, Any]) -> bool:
+    """Whether other xdist workers run on the same hardware at once: each worker loads
+    its own engine, so on one GPU (or against one server) their requests contend."""
+    workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
+    shared = str(engine.get("device", "")).startswith("cuda") or engine.get("engine") == "openai"
+    return workers > 1 and shared
+
+
 def record_test(item: pytest.Item, spec: budget.BudgetSpec) -> TestRecord | None:
     recorder = item.stash.get(RECORDER, None)
     if recorder is None and not spec:
@@ -210,10 +218,15 @@ def record_test(item: pytest.Item, spec: budget.BudgetSpec) -> TestRecord | None
     traces = list(recorder.traces) if recorder else []
     scores = list(recorder.scores) if recorder else []
     sequential = recorder is not None and recorder.sampled_sequentially
-    machine = run_reporter(item.config).machine
-    results = evaluate(spec, traces, scores, sequential=sequential, machine=machine)
+    reporter = run_reporter(item.config)
+    results = evaluate(spec, traces, scores, sequential=sequential, machine=reporter.machine)
     record = TestRecord(
-        item.nodeid, traces, results, scores=scores, compare_fail=dict(spec.compare_fail)
+        item.nodeid,
+        traces,
+        results,
+        scores=scores,
+        compare_fail=dict(spec.compare_fail),
+        contended=shares_the_engine(item.config, reporter.engine),
     )
     item.stash[RECORD] = record
     for result in results:  # JUnit XML carries each measured value as a property

@@ -547,3 +547,40 @@ def test_an_unknown_engine_lists_the_registered_ones() -> None:
     assert "unknown engine 'tgi'" in message
     assert "known engines: openai, replay, transformers, vllm" in message
     assert "'pytest_inferbudget.engines' entry-point group" in message
+
+
+def test_tests_sharing_one_server_under_xdist_are_flagged_contended(
+    pytester: pytest.Pytester, stub: StubServer
+) -> None:
+    """Each xdist worker opens its own engine on the same server: their requests contend,
+    and the records say so; a serial run's do not."""
+    stub.behaviour = stream_then(sse(CHUNK, LAST, USAGE, "[DONE]"), end="chunked")
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("i", range(4))
+        @pytest.mark.budget(max_tokens=4)
+        def test_answered(infer, i):
+            infer("good", max_new_tokens=4)
+        """
+    )
+    engine = f"--inferbudget-engine=openai:{stub.base_url}?model=m"
+    for args, expected in (([], False), (["-n", "2"], True)):
+        result = pytester.runpytest(engine, "--inferbudget-json=r.json", *args)
+        result.assert_outcomes(passed=4)
+        tests = json.loads((pytester.path / "r.json").read_text())["tests"]
+        assert [t["contended"] for t in tests] == [expected] * 4, args
+
+
+def test_only_a_shared_gpu_or_server_counts_as_contended(pytester: pytest.Pytester) -> None:
+    from pytest_inferbudget.session import shares_the_engine
+
+    config = pytester.parseconfig()
+    config.workerinput = {"workercount": 2}  # type: ignore[attr-defined]
+    assert shares_the_engine(config, {"engine": "vllm", "device": "cuda"})
+    assert shares_the_engine(config, {"engine": "transformers", "device": "cuda:0"})
+    assert shares_the_engine(config, {"engine": "openai", "model": "m"})
+    assert not shares_the_engine(config, {"engine": "transformers", "device": "cpu"})
+    config.workerinput = {"workercount": 1}  # type: ignore[attr-defined]
+    assert not shares_the_engine(config, {"engine": "vllm", "device": "cuda"})
