@@ -200,19 +200,23 @@ def _judge_cost(limit: BudgetLimit, traces: Sequence[Trace], sequential: bool) -
         bound = max(
             float(sum(r.request.max_new_tokens * r.request.n for r in t.responses)) for t in traces
         )
-        ci = conf.mean_confidence_sequence(samples, lo=0.0, hi=bound, confidence=limit.confidence)
-        verdict = str(
-            conf.mean_verdict(
-                samples,
-                lo=0.0,
-                hi=bound,
-                limit=limit.limit,
-                confidence=limit.confidence,
-                direction="at_most",
-            )
-        )
+        ci, verdict = _confident_mean(samples, bound, limit, limit.confidence)
     reason = "" if verdict != "inconclusive" else _inconclusive_reason(limit, len(samples))
     return _Judgement(measured, len(samples), verdict, reason, ci, limit.confidence)
+
+
+def _confident_mean(
+    samples: Sequence[float], hi: float, limit: BudgetLimit, confidence: float
+) -> tuple[tuple[float | None, float | None], str]:
+    """The anytime-valid interval of a mean bounded in [0, hi], and the verdict it gives
+    against the limit in the limit's direction."""
+    from pytest_inferbudget.metrics import confidence as conf
+
+    ci = conf.mean_confidence_sequence(samples, lo=0.0, hi=hi, confidence=confidence)
+    verdict = conf.mean_verdict(
+        samples, lo=0.0, hi=hi, limit=limit.limit, confidence=confidence, direction=limit.direction
+    )
+    return ci, str(verdict)
 
 
 def _unmeasured_reason(metric: CostSampler, traces: Sequence[Trace]) -> str:
@@ -284,22 +288,8 @@ def _judge_accuracy(limit: BudgetLimit, scores: Sequence[Score]) -> _Judgement:
     if per_problem is not None:
         measured = math.fsum(per_problem) / len(per_problem)
         if limit.confidence is not None:
-            from pytest_inferbudget.metrics import confidence as conf
-
             hi = limit.alpha / (limit.alpha - 1) if limit.key == "eff_at_k" else 1.0
-            ci = conf.mean_confidence_sequence(
-                per_problem, lo=0.0, hi=hi, confidence=limit.confidence
-            )
-            verdict = str(
-                conf.mean_verdict(
-                    per_problem,
-                    lo=0.0,
-                    hi=hi,
-                    limit=limit.limit,
-                    confidence=limit.confidence,
-                    direction="at_least",
-                )
-            )
+            ci, verdict = _confident_mean(per_problem, hi, limit, limit.confidence)
             reason = (
                 "" if verdict != "inconclusive" else _inconclusive_reason(limit, len(per_problem))
             )

@@ -2,14 +2,15 @@
 
 This machine has no RAPL and no NVML, so a joules budget is reported unmeasured. To
 drive the measured path end to end, ``RaplCounterDouble`` stands in for the CPU's RAPL
-counters (the lowest layer: files in a powercap tree that a thread advances at a known
-power); the meter, the recorder and the budgets above it are the real code.
+counters (the lowest layer: files in a powercap tree that a separate process advances at
+a known power); the meter, the recorder and the budgets above it are the real code.
 """
 
 from __future__ import annotations
 
 import json
-import threading
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,38 +29,46 @@ def test_energy(infer):
 """
 
 
+COUNTER_WRITER = """
+import os, sys, time
+zone, start, watts, max_range = sys.argv[1], *map(float, sys.argv[2:4]), int(sys.argv[4])
+while True:
+    value = int((time.monotonic() - start) * watts * 1e6) % max_range
+    with open(os.path.join(zone, "energy_uj.tmp"), "w") as out:
+        out.write(f"{value}\\n")
+    os.replace(os.path.join(zone, "energy_uj.tmp"), os.path.join(zone, "energy_uj"))
+    time.sleep(0.002)
+"""
+
+
 class RaplCounterDouble:
     """Stands in for RAPL, which no machine here exposes: one package zone whose
-    ``energy_uj`` counter a thread advances at ``watts``, wrapping like the real one."""
+    ``energy_uj`` counter advances at ``watts``, wrapping like the real one. A separate
+    process writes it (from the system-wide monotonic clock), so the model's threads in
+    the test process cannot hold it back and make the counter lag the wall clock."""
 
     def __init__(self, root: Path, watts: float, max_range_uj: int = 10**12) -> None:
         self.zone = root / "intel-rapl:0"
         self.zone.mkdir(parents=True)
         (self.zone / "name").write_text("package-0\n")
         (self.zone / "max_energy_range_uj").write_text(f"{max_range_uj}\n")
+        (self.zone / "energy_uj").write_text("0\n")
         self.watts = watts
         self.max_range_uj = max_range_uj
-        self._stop = threading.Event()
-        self._start = time.perf_counter()
-        self._write(0)
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _write(self, value: int) -> None:
-        temporary = self.zone / "energy_uj.tmp"
-        temporary.write_text(f"{value % self.max_range_uj}\n")
-        temporary.replace(self.zone / "energy_uj")
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.002):
-            self._write(int((time.perf_counter() - self._start) * self.watts * 1e6))
+        self._process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> RaplCounterDouble:
-        self._thread.start()
+        start = time.monotonic()
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", COUNTER_WRITER, str(self.zone), repr(start),
+             repr(self.watts), str(self.max_range_uj)]
+        )  # fmt: skip
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
 
 
 @pytest.fixture

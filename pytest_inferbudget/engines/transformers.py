@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_inferbudget.engines import EngineSpec, Progress
+from pytest_inferbudget.engines.prompts import prompt_text
 from pytest_inferbudget.errors import EngineError, EngineSpecError, EngineUnavailableError
 from pytest_inferbudget.models import resolve_model
 from pytest_inferbudget.records import Generation, Request, Response, tpot_ms
@@ -156,31 +157,13 @@ class TransformersEngine:
             for index, r in enumerate(requests)
         ]
 
-    def _prompt_text(self, request: Request) -> str:
-        if not request.chat:
-            return str(request.prompt) + request.prefill
-        if not self.tokenizer.chat_template:
-            raise EngineError(
-                f"{self._spec}: the model has no chat template; pass chat=False to send the "
-                f"prompt as raw text"
-            )
-        messages = (
-            [{"role": "user", "content": request.prompt}]
-            if isinstance(request.prompt, str)
-            else [dict(m) for m in request.prompt]
-        )
-        text: str = self.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=False
-        )
-        return text + request.prefill
-
     def _generate_rows(self, rows: list[Request], start_ns: int) -> list[Generation]:
         """One batched ``generate`` call; every row shares its decoding settings."""
         torch = self._torch
         first = rows[0]
         # The chat template already holds the special tokens; raw text gets the tokenizer's.
         encoded = self.tokenizer(
-            [self._prompt_text(r) for r in rows],
+            [prompt_text(self.tokenizer, r, self._spec) for r in rows],
             return_tensors="pt",
             padding=True,
             add_special_tokens=not first.chat,

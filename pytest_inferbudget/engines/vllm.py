@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_inferbudget.engines import EngineSpec, Progress
+from pytest_inferbudget.engines.prompts import prompt_text
 from pytest_inferbudget.errors import EngineError, EngineSpecError, EngineUnavailableError
 from pytest_inferbudget.models import resolve_model
 from pytest_inferbudget.records import Generation, Request, Response, tpot_ms
@@ -339,26 +340,9 @@ class VllmEngine:
         )
 
     def _prompt_ids(self, request: Request) -> list[int]:
-        """Token ids as the transformers engine makes them: template, no added specials, prefill."""
-        if not request.chat:
-            ids: list[int] = self.tokenizer(
-                str(request.prompt) + request.prefill, add_special_tokens=True
-            )["input_ids"]
-            return ids
-        if not getattr(self.tokenizer, "chat_template", None):
-            raise EngineError(
-                f"{self._spec}: the model has no chat template; pass chat=False to send the "
-                f"prompt as raw text"
-            )
-        messages = (
-            [{"role": "user", "content": request.prompt}]
-            if isinstance(request.prompt, str)
-            else [dict(m) for m in request.prompt]
-        )
-        text: str = self.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=False
-        )
-        ids = self.tokenizer(text + request.prefill, add_special_tokens=False)["input_ids"]
+        """Token ids as the transformers engine makes them, so prompt counts agree."""
+        text = prompt_text(self.tokenizer, request, self._spec)
+        ids: list[int] = self.tokenizer(text, add_special_tokens=not request.chat)["input_ids"]
         return ids
 
     def _generation(self, sample: _Sample, prompt_tokens: int, start_ns: int) -> Generation:
