@@ -9,8 +9,11 @@ import math
 import os
 import resource
 import shutil
+import signal
 import socket
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -38,6 +41,7 @@ from pytest_inferbudget.code import (
     score_sample,
     unprivileged_interpreter,
 )
+from pytest_inferbudget.code.sandbox import group_alive
 
 SQUARE_TESTS = (TestCase((3,), 9), TestCase((4,), 16))
 
@@ -71,11 +75,8 @@ def process_exists(pid: int) -> bool:
 
 
 def group_exists(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    """A live (not zombie) process is left in the group."""
+    return group_alive(pgid)
 
 
 def stops_growing(path: Path, settle_s: float = 0.4) -> bool:
@@ -240,6 +241,27 @@ def test_an_infinite_loop_is_killed_at_the_wall_limit_with_its_group() -> None:
     assert result.group_reaped
     assert not process_exists(result.pid)
     assert not group_exists(result.pid)
+
+
+def test_a_killed_but_unreaped_process_no_longer_counts_as_alive() -> None:
+    """A zombie still answers killpg(pgid, 0) until reaped, but runs nothing: the group is
+    gone for containment (grandchildren orphaned to init are reaped on init's time)."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True
+    )
+    try:
+        assert group_alive(child.pid)
+        os.killpg(child.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while group_alive(child.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not group_alive(child.pid)
+        os.killpg(child.pid, 0)  # the zombie is still a member until it is reaped
+    finally:
+        child.kill()
+        child.wait()
+    with pytest.raises(ProcessLookupError):
+        os.killpg(child.pid, 0)
 
 
 STUBBORN_LOOP = (

@@ -497,18 +497,40 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def _group_gone(pgid: int, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while True:
+def group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs. Zombies do not count: a killed
+    grandchild orphaned to the system's init waits there to be reaped, on init's
+    schedule, but can no longer run anything."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:  # no procfs: any member, zombie or not, counts
         try:
             os.killpg(pgid, 0)
         except ProcessLookupError:
-            return True
-        except PermissionError:
             return False
+        except PermissionError:
+            return True
+        return True
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # exited meanwhile
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
+
+
+def _group_gone(pgid: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while group_alive(pgid):
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.005)
+    return True
 
 
 def _read_chunk(fd: int) -> bytes | None:
