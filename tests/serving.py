@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from pytest_inferbudget.records import Response
+
 SERVING_SUITE = """
 import pytest
 
@@ -37,3 +39,17 @@ def run_serving_suite(pytester: pytest.Pytester, spec: str, *plugins: object) ->
     )
     assert 0 < budgets["ttft_ms"]["measured"] < budgets["ms_per_request"]["measured"]
     return report
+
+
+def assert_same_generations(ours: list[Response], reference: list[Response]) -> None:
+    """Request for request, the same text and the same prompt and completion token counts
+    (EOS included) and finish reason as the reference engine gave."""
+    for mine, theirs in zip(ours, reference, strict=True):
+        assert mine.request == theirs.request
+        (g,), (t,) = mine.generations, theirs.generations
+        assert (g.prompt_tokens, g.completion_tokens, g.finish_reason, g.text) == (
+            t.prompt_tokens,
+            t.completion_tokens,
+            t.finish_reason,
+            t.text,
+        )

@@ -22,7 +22,7 @@ from pytest_inferbudget.engines.openai import OpenAIEngine, OpenAISettings
 from pytest_inferbudget.errors import EngineError, EngineSpecError, EngineUnavailableError
 from pytest_inferbudget.records import Request
 from pytest_inferbudget.servers import SERVED_MODEL_NAME, free_port
-from tests.serving import run_serving_suite
+from tests.serving import assert_same_generations, run_serving_suite
 
 SERVED_NAME = SERVED_MODEL_NAME
 CAPITAL = "What is the capital of France? Answer in one word."
@@ -55,16 +55,8 @@ def test_greedy_tokens_and_text_equal_the_transformers_engine(
     requests.append(Request("The capital of France is", chat=False, max_new_tokens=4))
     ours = http_engine.generate(requests)
     reference = smollm_engine.generate(requests[:-1]) + smollm_engine.generate(requests[-1:])
-    for mine, theirs in zip(ours, reference, strict=True):
-        assert mine.request == theirs.request
-        (g,), (t,) = mine.generations, theirs.generations
-        # prompt and completion tokens are the server's usage, EOS included in both
-        assert (g.prompt_tokens, g.completion_tokens, g.finish_reason, g.text) == (
-            t.prompt_tokens,
-            t.completion_tokens,
-            t.finish_reason,
-            t.text,
-        )
+    # prompt and completion tokens are the server's usage, EOS included in both
+    assert_same_generations(ours, reference)
     assert "Paris" in ours[0].text and ours[0].finish_reason == "stop"
     assert ours[-1].prompt_tokens == 5  # raw text went to /completions
 

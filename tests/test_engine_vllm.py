@@ -22,7 +22,7 @@ from pytest_inferbudget.errors import (
 )
 from pytest_inferbudget.records import Request
 from tests.conftest import ReuseEngine
-from tests.serving import run_serving_suite
+from tests.serving import assert_same_generations, run_serving_suite
 
 CAPITAL = "What is the capital of France? Answer in one word."
 PROMPTS: list[str | tuple[dict[str, str], ...]] = [
@@ -60,15 +60,7 @@ def test_greedy_tokens_and_text_equal_the_transformers_engine(
     requests = [Request(p, max_new_tokens=24) for p in PROMPTS]
     ours = vllm_engine.generate(requests)
     reference = smollm_engine.generate(requests)
-    for mine, theirs in zip(ours, reference, strict=True):
-        assert mine.request == theirs.request
-        (g,), (t,) = mine.generations, theirs.generations
-        assert (g.prompt_tokens, g.completion_tokens, g.finish_reason, g.text) == (
-            t.prompt_tokens,
-            t.completion_tokens,
-            t.finish_reason,
-            t.text,
-        )
+    assert_same_generations(ours, reference)
     assert "Paris" in ours[0].text
     raw = Request("The capital of France is", chat=False, max_new_tokens=4)
     (mine_raw,), (their_raw,) = vllm_engine.generate([raw]), smollm_engine.generate([raw])

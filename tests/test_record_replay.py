@@ -10,7 +10,7 @@ import pytest
 
 from pytest_inferbudget.engines import EngineSpec
 from pytest_inferbudget.engines.replay import ReplayEngine
-from pytest_inferbudget.errors import EngineError, EngineUnavailableError
+from pytest_inferbudget.errors import EngineError, EngineSpecError, EngineUnavailableError
 from pytest_inferbudget.idealized import predict_ms
 from pytest_inferbudget.records import Request
 from tests.conftest import ReuseEngine
@@ -210,3 +210,9 @@ def test_repeated_requests_replay_in_recorded_order(recorded: Path) -> None:
     assert response.replayed and response.generations[0].e2e_ms is None
     with pytest.raises(EngineError, match=r"no \(more\) recording of the request 'Name a color\.'"):
         engine.generate([request])  # recorded once, so served once
+
+
+def test_the_replay_engine_takes_no_options(tmp_path: Path) -> None:
+    spec = EngineSpec.parse(f"replay:{tmp_path / 'cassette.json'}?speed=2")
+    with pytest.raises(EngineSpecError, match=r"option\(s\) speed; the replay engine takes no"):
+        ReplayEngine.from_spec(spec, print)

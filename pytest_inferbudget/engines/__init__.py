@@ -64,6 +64,16 @@ class EngineSpec:
             ) from exc
         return cls(name, target, options)
 
+    def check_options(self, allowed: Sequence[str]) -> None:
+        """Refuse options the engine does not take, naming the ones it does."""
+        unknown = set(self.options) - set(allowed)
+        if unknown:
+            takes = ", ".join(allowed) if allowed else "no options"
+            raise EngineSpecError(
+                f"engine spec '{self}': unknown option(s) {', '.join(sorted(unknown))}; "
+                f"the {self.name} engine takes {takes}"
+            )
+
     def __str__(self) -> str:
         query = "&".join(f"{k}={v}" for k, v in self.options.items())
         return f"{self.name}:{self.target}" + (f"?{query}" if query else "")

@@ -99,12 +99,7 @@ class OpenAISettings:
 
     @classmethod
     def from_spec(cls, spec: EngineSpec) -> OpenAISettings:
-        unknown = set(spec.options) - set(OPTIONS)
-        if unknown:
-            raise EngineSpecError(
-                f"engine spec '{spec}': unknown option(s) {', '.join(sorted(unknown))}; "
-                f"the openai engine takes {', '.join(OPTIONS)}"
-            )
+        spec.check_options(OPTIONS)
         options = spec.options
         base_url = spec.target.rstrip("/")
         parts = urlsplit(base_url)

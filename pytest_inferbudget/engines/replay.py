@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_inferbudget.engines import EngineSpec, Progress
-from pytest_inferbudget.errors import EngineError, EngineSpecError, EngineUnavailableError
+from pytest_inferbudget.errors import EngineError, EngineUnavailableError
 from pytest_inferbudget.records import Generation, Request, Response
 
 CASSETTE_FORMAT = "inferbudget-cassette"
@@ -94,8 +94,7 @@ class ReplayEngine:
 
     @classmethod
     def from_spec(cls, spec: EngineSpec, progress: Progress) -> ReplayEngine:
-        if spec.options:
-            raise EngineSpecError(f"engine spec '{spec}': the replay engine takes no options")
+        spec.check_options(())
         return cls(Path(spec.target), str(spec))
 
     @property

@@ -90,12 +90,7 @@ class TransformersEngine:
 
     @classmethod
     def from_spec(cls, spec: EngineSpec, progress: Progress) -> TransformersEngine:
-        unknown = set(spec.options) - set(OPTIONS)
-        if unknown:
-            raise EngineSpecError(
-                f"engine spec '{spec}': unknown option(s) {', '.join(sorted(unknown))}; "
-                f"the transformers engine takes {', '.join(OPTIONS)}"
-            )
+        spec.check_options(OPTIONS)
         batch_size = spec.options.get("batch_size", "16")
         if not batch_size.isdigit() or int(batch_size) < 1:
             raise EngineSpecError(f"engine spec '{spec}': batch_size must be an integer >= 1")

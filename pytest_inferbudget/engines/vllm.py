@@ -109,12 +109,7 @@ class VllmSettings:
 
     @classmethod
     def from_spec(cls, spec: EngineSpec, on_cpu: bool) -> VllmSettings:
-        unknown = set(spec.options) - set(OPTIONS)
-        if unknown:
-            raise EngineSpecError(
-                f"engine spec '{spec}': unknown option(s) {', '.join(sorted(unknown))}; "
-                f"the vllm engine takes {', '.join(OPTIONS)}"
-            )
+        spec.check_options(OPTIONS)
         values = {**(CPU_DEFAULTS if on_cpu else GPU_DEFAULTS), **spec.options}
         gpu_memory = values.get("gpu_memory_utilization")
         kv_cache = values.get("kv_cache_gb")

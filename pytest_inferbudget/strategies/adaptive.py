@@ -168,11 +168,9 @@ class AdaptiveConsistency:
         while len(answers) < self.max_n:
             response = draw_samples(
                 engine,
-                self.name,
+                self,
                 prompt,
                 n=min(self.batch, self.max_n - len(answers)),
-                temperature=self.temperature,
-                top_p=self.top_p,
                 max_new_tokens=max_new_tokens,
                 seed=seed,
                 call=len(responses),

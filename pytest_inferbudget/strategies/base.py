@@ -231,31 +231,42 @@ def call_engine(engine: Engine, request: Request, owner: str) -> Response:
     return response
 
 
+class Sampling(Protocol):
+    """What a sampling strategy decodes with."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def temperature(self) -> float: ...
+
+    @property
+    def top_p(self) -> float: ...
+
+
 def draw_samples(
     engine: Engine,
-    owner: str,
+    strategy: Sampling,
     prompt: Prompt,
     *,
     n: int,
-    temperature: float,
-    top_p: float,
     max_new_tokens: int,
     seed: int | None,
     call: int = 0,
     logprobs: bool = False,
 ) -> Response:
-    """``n`` samples of one prompt in one batched call, the ``call``-th of the run
-    (its seed derived from the run's seed)."""
+    """``n`` samples of one prompt at the strategy's temperature and top-p, in one batched
+    call, the ``call``-th of the run (its seed derived from the run's seed)."""
     request = Request(
         prompt,
         max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_p=top_p,
+        temperature=strategy.temperature,
+        top_p=strategy.top_p,
         n=n,
         seed=derive_seed(seed, call),
         logprobs=logprobs,
     )
-    return call_engine(engine, request, owner)
+    return call_engine(engine, request, strategy.name)
 
 
 def _describe_engine(engine: Engine) -> str:

@@ -96,11 +96,9 @@ class Sample:
         check_run(self.name, max_new_tokens, seed)
         response = draw_samples(
             engine,
-            self.name,
+            self,
             prompt,
             n=self.n,
-            temperature=self.temperature,
-            top_p=self.top_p,
             max_new_tokens=max_new_tokens,
             seed=seed,
         )
@@ -155,11 +153,9 @@ class BestOfN:
         check_run(self.name, max_new_tokens, seed)
         response = draw_samples(
             engine,
-            self.name,
+            self,
             prompt,
             n=self.n,
-            temperature=self.temperature,
-            top_p=self.top_p,
             max_new_tokens=max_new_tokens,
             seed=seed,
             logprobs=self.scorer is None,

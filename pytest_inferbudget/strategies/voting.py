@@ -103,11 +103,9 @@ class SelfConsistency:
         check_run(self.name, max_new_tokens, seed)
         response = draw_samples(
             engine,
-            self.name,
+            self,
             prompt,
             n=self.n,
-            temperature=self.temperature,
-            top_p=self.top_p,
             max_new_tokens=max_new_tokens,
             seed=seed,
         )
@@ -186,11 +184,9 @@ class BestOfMajority:
         check_run(self.name, max_new_tokens, seed)
         response = draw_samples(
             engine,
-            self.name,
+            self,
             prompt,
             n=self.n,
-            temperature=self.temperature,
-            top_p=self.top_p,
             max_new_tokens=max_new_tokens,
             seed=seed,
             logprobs=self.scorer is None,
