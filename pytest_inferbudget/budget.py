@@ -20,24 +20,40 @@ millisecond to build at import). Judging records against the limits lives in
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, NamedTuple, final
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, final
+
+import pytest
 
 from pytest_inferbudget.errors import BudgetSpecError
+from pytest_inferbudget.vocabulary import STATISTICS, Direction, Statistic
 
-DEFAULT_STAT = "mean"
-STATISTICS = ("mean", "p50", "p90", "p95", "p99", "max")
-"""What ``stat`` may name: the keys of ``metrics.stats.STATISTICS`` (a test holds them
-equal), listed here so that collection does not load the statistics."""
+if TYPE_CHECKING:
+    from pytest_inferbudget.records import Trace
+
+DEFAULT_STAT = Statistic.MEAN.value
 COST_UNITS = ("tokens", "ms")
 """What a sample's cost can be counted in (energy joins when the meters record it)."""
 
+Sampler = Callable[["Trace", str], "Sequence[float | None]"]
+"""Reads one trace's samples of a key; the ``str`` is the budget's ``energy=`` kind."""
+Totals = Callable[["Trace", str], "tuple[float | None, float]"]
+"""Reads one trace's (numerator, denominator) of a ratio of totals."""
+
 
 @final
-class CostKey(NamedTuple):
-    """What a cost key means; how each trace is sampled for it is in ``verdicts``."""
+class Key(NamedTuple):
+    """One budget key: THE row every other list (markers, verdicts, comparison, docs)
+    derives from. Adding a key means adding a row here, with its sampler."""
 
     unit: str
+    """What the limit is counted in; "" for a pure number (pass@k)."""
+    sample: Sampler | None = None
+    """Cost keys: the trace's samples. None for accuracy keys (computed from scores)."""
+    totals: Totals | None = None
+    """A ratio of totals over the test (J/token: all energy over all tokens), instead of
+    a statistic of per-trace samples."""
+    direction: Direction = Direction.AT_MOST
     fixed_stat: str | None = None
     """Set for keys whose statistic is part of their meaning (``max_tokens`` is a maximum)."""
     bounded: bool = False
@@ -45,39 +61,99 @@ class CostKey(NamedTuple):
     needs_hardware: bool = False
     """Measured by a hardware meter: unmeasured here means skipped, not failed (unless
     strict), since the machine, not the code, lacks what the budget needs."""
+    compared: bool = False
+    """Compared across saved runs (``--inferbudget-compare``), per trace."""
+    takes_k: bool = False
+    """Accuracy keys given as ``(k, floor)``."""
+    ratio: bool = False
+    """A ratio of two random quantities (cost-of-pass, E3): no confident verdict."""
+    deterministic: bool = False
+    """Equal requests give equal values under greedy decoding (token counts): compared on
+    the point change when no test can reach significance."""
+    unmeasured_hint: str = ""
+    """Why a trace may carry no sample of it, for the verdict's reason."""
+
+    @property
+    def accuracy(self) -> bool:
+        return self.sample is None and self.totals is None
 
 
-@final
-class AccuracyKey(NamedTuple):
-    """A quantity computed from scored samples: a floor (at_least) or a cost (at_most)."""
-
-    direction: str
-    takes_k: bool
+def _energy_totals(trace: Trace, kind: str) -> tuple[float | None, float]:
+    """Energy over the measured windows per output token, as vLLM's and Zeus's meters
+    report it: a ratio of totals, not a mean of per-request ratios."""
+    return trace.energy(kind), float(trace.completion_tokens)
 
 
-COST_KEYS: dict[str, CostKey] = {
-    "max_tokens": CostKey("tokens", fixed_stat="max"),
-    "tokens_per_request": CostKey("tokens", bounded=True),
-    "ms_per_request": CostKey("ms"),
-    "ttft_ms": CostKey("ms"),
-    "tpot_ms": CostKey("ms"),
-    "joules_per_token": CostKey("J/token", fixed_stat="total", needs_hardware=True),
-    "joules_per_request": CostKey("J", needs_hardware=True),
-    "idealized_ms_per_request": CostKey("ms"),
-    "roofline_ratio": CostKey("x"),
-    "peak_memory_mb": CostKey("MB", fixed_stat="max", needs_hardware=True),
+KEYS: dict[str, Key] = {
+    "max_tokens": Key(
+        "tokens", lambda t, _: [g.completion_tokens for g in t.generations], fixed_stat="max"
+    ),
+    "tokens_per_request": Key(
+        "tokens",
+        lambda t, _: [t.completion_tokens],
+        bounded=True,
+        compared=True,
+        deterministic=True,
+    ),
+    "prompt_tokens_per_request": Key(
+        "tokens", lambda t, _: [t.prompt_tokens], compared=True, deterministic=True
+    ),
+    "ms_per_request": Key(
+        "ms",
+        lambda t, _: [t.e2e_ms],
+        compared=True,
+        unmeasured_hint="the engine measured no end-to-end time (replayed results carry none)",
+    ),
+    "ttft_ms": Key(
+        "ms",
+        lambda t, _: [t.ttft_ms],
+        compared=True,
+        unmeasured_hint="the engine measured no time to first token",
+    ),
+    "tpot_ms": Key(
+        "ms",
+        lambda t, _: [t.tpot_ms],
+        compared=True,
+        unmeasured_hint="time per output token needs a completion of two or more tokens",
+    ),
+    "joules_per_token": Key(
+        "J/token", totals=_energy_totals, fixed_stat="total", needs_hardware=True
+    ),
+    "joules_per_request": Key("J", lambda t, kind: [t.energy(kind)], needs_hardware=True),
+    "idealized_ms_per_request": Key(
+        "ms",
+        lambda t, _: [t.idealized_ms],
+        unmeasured_hint="no runtime profile: pass --inferbudget-profile PATH (make one with "
+        "`inferbudget calibrate --engine SPEC --out PATH`)",
+    ),
+    "roofline_ratio": Key(
+        "x",
+        lambda t, _: [t.roofline_ratio],
+        unmeasured_hint="no hardware bound: pass --inferbudget-accelerator NAME "
+        "(or cpu:PEAK_GFLOPS:BANDWIDTH_GBS)",
+    ),
+    "peak_memory_mb": Key(
+        "MB",
+        lambda t, _: [t.peak_memory_mb],
+        fixed_stat="max",
+        needs_hardware=True,
+        unmeasured_hint="the memory meter could not read this process's peak RSS",
+    ),
+    "pass_at_k": Key("", direction=Direction.AT_LEAST, takes_k=True, compared=True),
+    "eff_at_k": Key("", direction=Direction.AT_LEAST, takes_k=True, compared=True),
+    "maj_at_k": Key("", direction=Direction.AT_LEAST, takes_k=True, compared=True),
+    "cost_of_pass": Key("tokens", ratio=True, compared=True),
+    "e3": Key("", direction=Direction.AT_LEAST, ratio=True, compared=True),
 }
-"""Cost keys: limited from above, sampled per trace (or per completion)."""
+"""Every budget key. Cost keys sample each trace (one logical request) the test recorded;
+accuracy keys aggregate the scores given with ``infer.score``."""
 
-ACCURACY_KEYS: dict[str, AccuracyKey] = {
-    "pass_at_k": AccuracyKey("at_least", takes_k=True),
-    "eff_at_k": AccuracyKey("at_least", takes_k=True),
-    "maj_at_k": AccuracyKey("at_least", takes_k=True),
-    "cost_of_pass": AccuracyKey("at_most", takes_k=False),
-    "e3": AccuracyKey("at_least", takes_k=False),
-}
-
-BUDGET_KEYS = (*COST_KEYS, *ACCURACY_KEYS)
+COST_KEYS: dict[str, Key] = {name: key for name, key in KEYS.items() if not key.accuracy}
+ACCURACY_KEYS: dict[str, Key] = {name: key for name, key in KEYS.items() if key.accuracy}
+COMPARED_KEYS: dict[str, Key] = {name: key for name, key in KEYS.items() if key.compared}
+"""What ``--inferbudget-compare`` compares per test; ``--inferbudget-compare-fail`` and
+``compare_fail=`` may name these."""
+BUDGET_KEYS = tuple(KEYS)
 MODIFIERS = (
     "stat",
     "confidence",
@@ -118,17 +194,12 @@ class BudgetLimit(NamedTuple):
     """A pattern matched against the machine; None is the limit for any other machine."""
 
     @property
-    def direction(self) -> str:
-        metric = ACCURACY_KEYS.get(self.key)
-        return metric.direction if metric else "at_most"
+    def direction(self) -> Direction:
+        return KEYS[self.key].direction
 
     @property
     def unit(self) -> str:
-        if self.key in COST_KEYS:
-            return COST_KEYS[self.key].unit
-        if self.key == "cost_of_pass":
-            return self.cost
-        return ""
+        return self.cost if self.key == "cost_of_pass" else KEYS[self.key].unit
 
     @property
     def label(self) -> str:
@@ -155,8 +226,8 @@ class BudgetSpec(NamedTuple):
 
 
 def needs_hardware(label: str) -> bool:
-    """Whether a result's key is measured by a hardware meter (see CostKey)."""
-    metric = COST_KEYS.get(label)
+    """Whether a result's key is measured by a hardware meter (see ``Key``)."""
+    metric = KEYS.get(label)
     return metric is not None and metric.needs_hardware
 
 
@@ -251,13 +322,13 @@ def parse_marker_kwargs(kwargs: Mapping[str, Any], *, where: str) -> list[Budget
                 BudgetLimit(key, limit, key_stat, confidence=key_confidence, energy=energy)
             )
         elif key in ACCURACY_KEYS:
-            if ACCURACY_KEYS[key].takes_k:
+            if KEYS[key].takes_k:
                 k, floor = _k_and_floor(value, where=where, key=key)
                 limits.append(
                     BudgetLimit(key, floor, "mean", k, confidence, reference, cost, alpha)
                 )
             else:
-                if confidence is not None:
+                if confidence is not None and KEYS[key].ratio:
                     raise BudgetSpecError(
                         f"{where}: budget {key} is a ratio of two random quantities and has "
                         "no confident verdict here; drop confidence= from its marker"
@@ -301,7 +372,7 @@ def _hardware_limits(kwargs: Mapping[str, Any], where: str) -> list[BudgetLimit]
     return limits
 
 
-def _check_confident_cost(key: str, metric: CostKey, stat: str, where: str) -> None:
+def _check_confident_cost(key: str, metric: Key, stat: str, where: str) -> None:
     if stat == "max":
         raise BudgetSpecError(
             f"{where}: budget {key} with stat='max' and confidence: no finite sample "
@@ -382,8 +453,6 @@ def _compare_fail(value: object, where: str) -> dict[str, float]:
     """``compare_fail={"ms_per_request": "10%", "tokens_per_request": 0}``."""
     if value is None:
         return {}
-    from pytest_inferbudget.compare import METRICS
-
     if not isinstance(value, Mapping):
         raise BudgetSpecError(
             f"{_where(where, 'compare_fail', value)} must map a metric to a threshold, "
@@ -391,10 +460,10 @@ def _compare_fail(value: object, where: str) -> dict[str, float]:
         )
     gates = {}
     for metric, threshold in value.items():
-        if metric not in METRICS:
+        if metric not in COMPARED_KEYS:
             raise BudgetSpecError(
                 f"{where}: budget compare_fail names {metric!r}; compared metrics are "
-                f"{', '.join(METRICS)}"
+                f"{', '.join(COMPARED_KEYS)}"
             )
         if isinstance(threshold, str) and threshold.endswith("%"):
             try:
@@ -415,3 +484,17 @@ def _describe(limit: BudgetLimit) -> str:
     if limit.confidence is not None:
         text += f" at confidence {limit.confidence:g}"
     return text
+
+
+BUDGET = pytest.StashKey[BudgetSpec]()
+NO_BUDGET = BudgetSpec()
+
+
+def item_budget(item: pytest.Item) -> BudgetSpec:
+    """The item's merged budget markers, parsed once; an item with none parses nothing."""
+    spec = item.stash.get(BUDGET, None)
+    if spec is None:
+        markers = [(m.args, m.kwargs) for m in item.iter_markers("budget")]
+        spec = parse_markers(markers, where=item.nodeid) if markers else NO_BUDGET
+        item.stash[BUDGET] = spec
+    return spec

@@ -7,6 +7,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pytest_inferbudget.config import parse_compare_fail
 from pytest_inferbudget.engines import DEFAULT_ENGINE_SPEC
@@ -68,7 +69,17 @@ def _list(args: argparse.Namespace) -> int:
     root = Path(args.storage)
     broken = 0
     shown = 0
-    for key in [args.key] if args.key else hardware_keys(root):
+    keys = hardware_keys(root)
+    if args.key:
+        keys = [k for k in keys if k.startswith(args.key)]
+        if not keys:
+            print(
+                f"no hardware key under {root} starts with {args.key!r}; keys: "
+                + (", ".join(hardware_keys(root)) or "none"),
+                file=sys.stderr,
+            )
+            return 2
+    for key in keys:
         runs = saved_runs(root, key)
         if not runs:
             continue
@@ -106,41 +117,61 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from pytest_inferbudget.compare import (
+    """Exit 1 when a gated metric regressed, saying which and by how much."""
+    from pytest_inferbudget.compare import compare_runs
+    from pytest_inferbudget.report.comparison import (
         COMPARISON_HEADER,
-        METRICS,
-        compare_runs,
         comparison_rows,
+        gate_failure_lines,
         summary_line,
     )
-    from pytest_inferbudget.report.outputs import DEFAULT_THRESHOLD
     from pytest_inferbudget.report.terminal import render_table
     from pytest_inferbudget.storage import load_run
 
-    gates = dict(args.fail)
+    baseline = load_run(_run_path(args, args.baseline))
+    candidate = load_run(_run_path(args, args.candidate))
     comparison = compare_runs(
-        load_run(_run_path(args, args.baseline)),
-        load_run(_run_path(args, args.candidate)),
-        thresholds={m: gates.get(m, DEFAULT_THRESHOLD) for m in METRICS},
+        baseline,
+        candidate,
+        thresholds=dict(args.fail),
         allow_different_hardware=args.any_hardware,
     )
     for line in render_table(COMPARISON_HEADER, comparison_rows(comparison)):
         print(line)
     print(summary_line(comparison))
-    return 1 if any(c.metric in gates for c in comparison.regressions) else 0
+    _write_reports(args, candidate, comparison)
+    failing = comparison.gate_failures
+    if failing:
+        print("gate failed (--fail):", file=sys.stderr)
+        for line in gate_failure_lines(failing):
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _write_reports(args: argparse.Namespace, run: dict[str, Any], comparison: Any) -> bool:
+    from pytest_inferbudget.report.html import render_html
+    from pytest_inferbudget.report.markdown import render_markdown
+    from pytest_inferbudget.storage import write_text_atomic
+
+    if args.md:
+        write_text_atomic(Path(args.md), render_markdown(run, comparison))
+        print(f"report written to {args.md}")
+    if args.html:
+        write_text_atomic(Path(args.html), render_html(run, comparison))
+        print(f"report written to {args.html}")
+    return bool(args.md or args.html)
 
 
 def _report(args: argparse.Namespace) -> int:
-    from pytest_inferbudget.report.html import render_html
-    from pytest_inferbudget.report.markdown import render_markdown
-    from pytest_inferbudget.storage import load_run, write_text_atomic
+    """A saved run as Markdown or HTML, with the comparison it carries."""
+    from pytest_inferbudget.records import Comparison
+    from pytest_inferbudget.storage import load_run
 
     run = load_run(_run_path(args, args.run))
-    if args.md:
-        write_text_atomic(Path(args.md), render_markdown(run, None))
-    if args.html:
-        write_text_atomic(Path(args.html), render_html(run, None))
-    if not (args.md or args.html):
+    carried = run.get("comparison")
+    comparison = Comparison.from_dict(carried) if carried else None
+    if not _write_reports(args, run, comparison):
         raise InferBudgetError("give --md PATH and/or --html PATH")
     return 0
 
@@ -171,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser(
         "list", parents=[storage], help="list saved runs per hardware key"
     )
-    listing.add_argument("--key", metavar="KEY", help="only this hardware key")
+    listing.add_argument("--key", metavar="KEY", help="only hardware keys starting with KEY")
     listing.set_defaults(handler=_list)
 
     show = commands.add_parser("show", parents=[storage], help="print a saved run's budget table")
@@ -185,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--fail", action="append", type=parse_compare_fail, default=[], metavar="METRIC:THRESHOLD"
     )
     compare.add_argument("--any-hardware", action="store_true")
+    compare.add_argument("--md", metavar="PATH", help="also write the comparison as Markdown")
+    compare.add_argument("--html", metavar="PATH", help="also write it as HTML")
     compare.set_defaults(handler=_compare)
 
     report = commands.add_parser(

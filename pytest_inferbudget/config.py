@@ -9,41 +9,14 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_inferbudget import budget
+from pytest_inferbudget.budget import COMPARED_KEYS
 from pytest_inferbudget.engines import DEFAULT_ENGINE_SPEC, EngineSpec
 from pytest_inferbudget.errors import EngineSpecError
 
-if TYPE_CHECKING:
-    from pytest_inferbudget.recorder import Recorder
-    from pytest_inferbudget.records import TestRecord
-    from pytest_inferbudget.session import RunReporter
-
 SETTINGS: pytest.StashKey[Settings] = pytest.StashKey()
-STARTED = pytest.StashKey[float]()
-"""When the run was configured (epoch seconds), for the report's ``started_at``."""
-REPORTER: pytest.StashKey[RunReporter] = pytest.StashKey()
-BUDGET = pytest.StashKey[budget.BudgetSpec]()
-RECORDER: pytest.StashKey[Recorder] = pytest.StashKey()
-RECORD: pytest.StashKey[TestRecord] = pytest.StashKey()
-REPORT_KEY = "inferbudget"
-"""Attribute of a call-phase TestReport holding the test's record as builtin types."""
-ENGINE_ERROR_KEY = "inferbudget_engine_error"
-"""Set on a call-phase report whose test failed because the engine did (not a budget)."""
-NO_BUDGET = budget.BudgetSpec()
-
-
-def item_budget(item: pytest.Item) -> budget.BudgetSpec:
-    """The item's merged budget markers, parsed once; an item with none parses nothing."""
-    spec = item.stash.get(BUDGET, None)
-    if spec is None:
-        markers = [(m.args, m.kwargs) for m in item.iter_markers("budget")]
-        spec = budget.parse_markers(markers, where=item.nodeid) if markers else NO_BUDGET
-        item.stash[BUDGET] = spec
-    return spec
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -65,7 +38,8 @@ def add_options(parser: pytest.Parser) -> None:
         "--inferbudget-strict",
         action="store_true",
         default=False,
-        help="fail budgets whose verdict is inconclusive instead of warning",
+        help="fail budgets whose verdict is inconclusive or unmeasured (no meter, a replay) "
+        "instead of warning or skipping, and gated comparisons too small to judge",
     )
     group.addoption(
         "--inferbudget-energy",
@@ -89,11 +63,22 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(
         "--inferbudget-compare",
         metavar="RUN",
-        nargs="?",
-        const="",
         default=None,
-        help="compare with a saved run: a name, run id prefix or path "
-        "(default: the latest run on this hardware key)",
+        help="compare with a saved run: a name (its latest run), run id prefix or path; "
+        "write it as --inferbudget-compare=RUN",
+    )
+    group.addoption(
+        "--inferbudget-compare-latest",
+        action="store_true",
+        default=False,
+        help="compare with the latest saved run on this hardware key (any name or branch)",
+    )
+    group.addoption(
+        "--inferbudget-compare-missing",
+        choices=("error", "warn"),
+        default="error",
+        help="when no baseline exists: error (default), or warn and run without comparing "
+        "(a first run on a new runner)",
     )
     group.addoption(
         "--inferbudget-compare-fail",
@@ -175,12 +160,10 @@ def add_options(parser: pytest.Parser) -> None:
 
 def parse_compare_fail(text: str) -> tuple[str, float]:
     """``ms_per_request:10%`` or ``ms_per_request:0.1`` -> ("ms_per_request", 0.1)."""
-    from pytest_inferbudget.compare import METRICS
-
     metric, sep, value = text.partition(":")
-    if not sep or metric not in METRICS:
+    if not sep or metric not in COMPARED_KEYS:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not METRIC:THRESHOLD with METRIC one of {', '.join(METRICS)}"
+            f"{text!r} is not METRIC:THRESHOLD with METRIC one of {', '.join(COMPARED_KEYS)}"
         )
     try:
         threshold = float(value[:-1]) / 100 if value.endswith("%") else float(value)
@@ -195,15 +178,21 @@ def parse_compare_fail(text: str) -> tuple[str, float]:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
+    """Every option and ini key of the plugin, read once at configure."""
+
     engine: str
     json_path: Path | None
     strict: bool = False
     energy: str = "auto"
     rapl_root: str | None = None
     save: str | None = None
+    """The name to save the run under; None saves nothing."""
+    autosave: bool = False
+    """Name the saved run after the git commit (``--inferbudget-autosave``)."""
     storage: Path = Path(".inferbudget")
     compare: str | None = None
     """None: no comparison; "": the latest saved run on this hardware; else a run."""
+    compare_missing_ok: bool = False
     compare_fail: tuple[tuple[str, float], ...] = ()
     compare_any_hardware: bool = False
     markdown_path: Path | None = None
@@ -214,10 +203,9 @@ class Settings:
     replay_path: Path | None = None
 
     @property
-    def writes_outputs(self) -> bool:
-        """Whether the run writes a file (report, saved run, cassette) or compares runs."""
-        wanted = (self.json_path, self.markdown_path, self.html_path, self.save, self.record_path)
-        return any(wanted) or self.compare is not None
+    def writes_reports(self) -> bool:
+        """Whether the run writes a report or saves itself."""
+        return self.save is not None or any((self.json_path, self.markdown_path, self.html_path))
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -239,15 +227,18 @@ class Settings:
             )
         json_path = config.getoption("inferbudget_json")
         energy = config.getoption("inferbudget_energy") or config.getini("inferbudget_energy")
+        compare = _compare_choice(config)
+        autosave = bool(config.getoption("inferbudget_autosave"))
         return cls(
             engine=str(engine),
             json_path=_path(config, json_path),
             strict=bool(config.getoption("inferbudget_strict")),
             energy=str(energy),
-            save=config.getoption("inferbudget_save")
-            or ("autosave" if config.getoption("inferbudget_autosave") else None),
+            save=config.getoption("inferbudget_save") or ("" if autosave else None),
+            autosave=autosave,
             storage=Path(config.rootpath, config.getini("inferbudget_storage") or ".inferbudget"),
-            compare=config.getoption("inferbudget_compare"),
+            compare=compare,
+            compare_missing_ok=config.getoption("inferbudget_compare_missing") == "warn",
             compare_fail=tuple(config.getoption("inferbudget_compare_fail")),
             compare_any_hardware=bool(config.getoption("inferbudget_compare_any_hardware")),
             markdown_path=_path(config, config.getoption("inferbudget_md")),
@@ -263,6 +254,39 @@ class Settings:
             record_path=record_path,
             replay_path=replay_path,
         )
+
+
+def _compare_choice(config: pytest.Config) -> str | None:
+    """What to compare with: None, "" (the latest run) or a run; usage errors say why."""
+    named = config.getoption("inferbudget_compare")
+    latest = bool(config.getoption("inferbudget_compare_latest"))
+    if named is not None and latest:
+        raise pytest.UsageError(
+            "--inferbudget-compare=RUN and --inferbudget-compare-latest exclude each other: "
+            "name a run, or take the latest"
+        )
+    if named is not None and not named:
+        raise pytest.UsageError(
+            "--inferbudget-compare needs a run: --inferbudget-compare=NAME, or "
+            "--inferbudget-compare-latest for the latest saved run"
+        )
+    if named is not None and _looks_like_test_path(config, named):
+        raise pytest.UsageError(
+            f"--inferbudget-compare took {named!r} as the run to compare with, but it is a "
+            "test path; write --inferbudget-compare=RUN (or --inferbudget-compare-latest) "
+            "and put test paths after it"
+        )
+    if config.getoption("inferbudget_compare_fail") and named is None and not latest:
+        raise pytest.UsageError(
+            "--inferbudget-compare-fail gates a comparison, but nothing is compared: add "
+            "--inferbudget-compare=RUN or --inferbudget-compare-latest"
+        )
+    return "" if latest else named
+
+
+def _looks_like_test_path(config: pytest.Config, value: str) -> bool:
+    path = Path(config.invocation_params.dir, value.partition("::")[0])
+    return path.is_dir() or (path.suffix == ".py" and path.exists())
 
 
 def _path(config: pytest.Config, value: str | None) -> Path | None:

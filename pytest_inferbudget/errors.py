@@ -25,3 +25,11 @@ class EngineError(InferBudgetError):
 
 class ReportError(InferBudgetError):
     """A report or saved run could not be written or read."""
+
+
+class ComparisonError(InferBudgetError, ValueError):
+    """Two runs cannot be compared: different hardware, a malformed run or bad settings."""
+
+
+class InconclusiveBudgetWarning(UserWarning):
+    """A confident budget could not be settled within its samples (strict mode fails it)."""

@@ -4,33 +4,21 @@ PYTEST_DONT_REWRITE: pytest rewrites a plugin's modules for assertions; these ho
 and skipping the pass shortens every start-up.
 
 pytest imports this module at every start-up, ``pytest --co`` included, so it holds only
-hook and fixture functions: their bodies import :mod:`pytest_inferbudget.session` (and
-what it needs) when a test first uses them. Heavy libraries are never imported here:
-engines load them when a test first asks for the ``inference_engine`` fixture.
+hook and fixture functions: the per-run object (:mod:`pytest_inferbudget.run`) carries
+the run's state and its own hooks; fixture bodies (:mod:`pytest_inferbudget.fixtures`)
+load when a test first asks for one. Heavy libraries are never imported here.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_inferbudget import budget
-from pytest_inferbudget.config import (
-    ENGINE_ERROR_KEY,
-    RECORD,
-    RECORDER,
-    REPORT_KEY,
-    REPORTER,
-    SETTINGS,
-    STARTED,
-    Settings,
-    add_options,
-    item_budget,
-)
-from pytest_inferbudget.errors import BudgetSpecError, EngineError
+from pytest_inferbudget.config import SETTINGS, Settings, add_options
+from pytest_inferbudget.errors import BudgetSpecError
 
 if TYPE_CHECKING:
     from pytest_inferbudget.engines import Engine, EngineSpec, Progress
@@ -49,21 +37,26 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    from pytest_inferbudget.run import RUN, InferBudgetRun
+
     config.addinivalue_line(
         "markers",
         "budget(**limits): efficiency limits checked against every generation the test "
         f"records through `infer`; keys: {', '.join(budget.BUDGET_KEYS)}; "
         f"modifiers: {', '.join(budget.MODIFIERS)}",
     )
-    config.stash[SETTINGS] = Settings.from_config(config)
-    config.stash[STARTED] = time.time()
-    config.pluginmanager.register(_RunHooks(config), "inferbudget-run")
+    settings = config.stash[SETTINGS] = Settings.from_config(config)
+    run = config.stash[RUN] = InferBudgetRun(config, settings)
+    config.pluginmanager.register(run, "inferbudget-run")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    reporter = config.pluginmanager.get_plugin("inferbudget-run")
-    if reporter is not None:
-        config.pluginmanager.unregister(reporter)
+    from pytest_inferbudget.run import RUN
+
+    run = config.stash.get(RUN, None)
+    if run is not None:
+        del config.stash[RUN]
+        config.pluginmanager.unregister(run)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -79,7 +72,7 @@ def pytest_pycollect_makeitem(
     for item in result if isinstance(result, list) else [result]:
         if isinstance(item, pytest.Function):
             try:
-                item_budget(item)
+                budget.item_budget(item)
             except BudgetSpecError as exc:
                 raise pytest.Collector.CollectError(str(exc)) from exc
     return result
@@ -97,7 +90,7 @@ def pytest_inferbudget_make_engine(
 @pytest.fixture(scope="session")
 def inference_engine(pytestconfig: pytest.Config) -> Iterator[Engine]:
     """The session's engine, from --inferbudget-engine or the ini key; loaded once."""
-    from pytest_inferbudget.session import engine_fixture
+    from pytest_inferbudget.fixtures import engine_fixture
 
     yield from engine_fixture(pytestconfig)
 
@@ -115,7 +108,7 @@ def inferbudget_metering(
 ) -> Iterator[Metering]:
     """The energy meter (--inferbudget-energy), the memory meter, and the idealized and
     roofline predictions (--inferbudget-profile, --inferbudget-accelerator) of every call."""
-    from pytest_inferbudget.session import metering_fixture
+    from pytest_inferbudget.fixtures import metering_fixture
 
     yield from metering_fixture(pytestconfig, inference_engine)
 
@@ -127,7 +120,7 @@ def vllm_server(
     """A real vLLM OpenAI-compatible server on a free 127.0.0.1 port; its base URL
     (``http://127.0.0.1:PORT/v1``), for ``openai:URL`` engines. Stopped, with its whole
     process group, when the session ends."""
-    from pytest_inferbudget.session import vllm_server_fixture
+    from pytest_inferbudget.fixtures import vllm_server_fixture
 
     yield from vllm_server_fixture(pytestconfig, tmp_path_factory)
 
@@ -137,91 +130,15 @@ def infer(
     request: pytest.FixtureRequest, inference_engine: Engine, inferbudget_metering: Metering
 ) -> Recorder:
     """Generate through the session's engine; every generation counts toward the budgets."""
-    from pytest_inferbudget.session import make_recorder
+    from pytest_inferbudget.fixtures import make_recorder
 
     return make_recorder(request, inference_engine, inferbudget_metering)
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    """Judge the budgets after the test body; the body's own failure always wins."""
-    spec = item_budget(item)
-    if not spec and RECORDER not in item.stash:  # nothing to judge or record
-        return (yield)
-    from pytest_inferbudget.session import judge, record_test
-
-    try:
-        result = yield
-    except BaseException:
-        record_test(item, spec)
-        raise
-    judge(item, spec)
-    return result
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    report = yield
-    engine_fault = call.excinfo is not None and call.excinfo.errisinstance(EngineError)
-    if call.when == "call" and (engine_fault or RECORD in item.stash):
-        from pytest_inferbudget.session import annotate_report
-
-        annotate_report(item, call, report)
-    return report
-
-
-def pytest_report_teststatus(
-    report: pytest.TestReport, config: pytest.Config
-) -> tuple[str, str, str] | None:
-    if report.when == "call" and report.failed and getattr(report, ENGINE_ERROR_KEY, False):
-        return "error", "E", "ERROR"
-    return None
-
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    config = session.config
-    if REPORTER in config.stash or config.stash[SETTINGS].writes_outputs:
-        from pytest_inferbudget.session import run_reporter
-
-        run_reporter(config).finish(session)
-
-
-def pytest_terminal_summary(
-    terminalreporter: pytest.TerminalReporter, config: pytest.Config
-) -> None:
-    reporter = config.stash.get(REPORTER, None)
-    if reporter is not None:
-        reporter.summary(terminalreporter)
-
-
-class _RunHooks:
-    """Hooks whose arguments do not reach the config, registered per run (so nested
-    pytester runs stay apart); the run's reporter loads with the first record."""
-
-    def __init__(self, config: pytest.Config) -> None:
-        self.config = config
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        data = getattr(report, REPORT_KEY, None)
-        if report.when == "call" and data is not None:
-            from pytest_inferbudget.session import run_reporter
-
-            run_reporter(self.config).add_test(data)
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        if node.workeroutput.get(REPORT_KEY + "_engine"):
-            from pytest_inferbudget.session import run_reporter
-
-            run_reporter(self.config).worker_done(node)
 
 
 def __getattr__(name: str) -> Any:
     """``InconclusiveBudgetWarning`` (for ``filterwarnings``) without loading it at start-up."""
     if name == "InconclusiveBudgetWarning":
-        from pytest_inferbudget import session
+        from pytest_inferbudget import errors
 
-        return session.InconclusiveBudgetWarning
+        return errors.InconclusiveBudgetWarning
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

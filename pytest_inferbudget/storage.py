@@ -8,9 +8,12 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
 
 from pytest_inferbudget.errors import ReportError
+
+if TYPE_CHECKING:
+    from pytest_inferbudget.records import CommitInfo
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -97,7 +100,7 @@ def read_json(path: Path) -> Any:
 RUN_SUFFIX = ".json"
 
 
-def commit_info(where: Path | None = None) -> dict[str, Any] | None:
+def commit_info(where: Path | None = None) -> CommitInfo | None:
     """The git commit a run tested: id, branch, commit time and whether the work tree had
     uncommitted changes; None outside a git work tree (or without git)."""
 
@@ -120,12 +123,14 @@ def commit_info(where: Path | None = None) -> dict[str, Any] | None:
         return None
     branch = git("rev-parse", "--abbrev-ref", "HEAD")
     status = git("status", "--porcelain", "--untracked-files=no")
-    return {
-        "id": commit,
-        "branch": None if branch in (None, "HEAD") else branch,
-        "time": git("log", "-1", "--format=%cI", "HEAD"),
-        "dirty": bool(status),
-    }
+    from pytest_inferbudget.records import CommitInfo as Commit
+
+    return Commit(
+        id=commit,
+        branch=None if branch in (None, "HEAD") else branch,
+        time=git("log", "-1", "--format=%cI", "HEAD"),
+        dirty=bool(status),
+    )
 
 
 def autosave_name(commit: dict[str, Any] | None) -> str:

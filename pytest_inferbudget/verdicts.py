@@ -11,38 +11,14 @@ import fnmatch
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from pytest_inferbudget.budget import COST_KEYS, BudgetLimit, BudgetSpec
+from pytest_inferbudget.budget import COST_KEYS, KEYS, BudgetLimit, BudgetSpec, Key, needs_hardware
 from pytest_inferbudget.metrics import summarize
 from pytest_inferbudget.records import BudgetResult, Score, Trace
+from pytest_inferbudget.vocabulary import QUANTILES, Direction, Outcome, Verdict
 
-QUANTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
 BOOTSTRAP_CONFIDENCE = 0.95
 """Level of the interval shown beside accuracy metrics when no ``confidence`` is given."""
-ENERGY_KEYS = ("joules_per_token", "joules_per_request")
-
-
-@dataclass(frozen=True, slots=True)
-class CostSampler:
-    """How a cost key's samples are read from the traces."""
-
-    key: str
-    samples: Callable[[Trace], Sequence[float | None]]
-    unmeasured_hint: str = ""
-    ratio: Callable[[Sequence[Trace], str], tuple[float | None, float]] | None = None
-    """A total over the test (numerator, denominator) instead of per-trace samples."""
-
-
-def _joules_and_tokens(traces: Sequence[Trace], kind: str) -> tuple[float | None, float]:
-    """Energy over the measured windows per output token, as vLLM's and Zeus's meters
-    report it: a ratio of totals, not a mean of per-request ratios."""
-    energies = [t.energy(kind) for t in traces]
-    if not energies or any(e is None for e in energies):
-        return None, 0.0
-    return math.fsum(e for e in energies if e is not None), float(
-        sum(t.completion_tokens for t in traces)
-    )
 
 
 def _energy_note(traces: Sequence[Trace]) -> str:
@@ -55,60 +31,23 @@ def _energy_note(traces: Sequence[Trace]) -> str:
     return "energy was not measured for every request"
 
 
-SAMPLERS: dict[str, CostSampler] = {
-    sampler.key: sampler
-    for sampler in (
-        CostSampler("max_tokens", lambda t: [g.completion_tokens for g in t.generations]),
-        CostSampler("tokens_per_request", lambda t: [t.completion_tokens]),
-        CostSampler(
-            "ms_per_request",
-            lambda t: [t.e2e_ms],
-            "the engine measured no end-to-end time (replayed results carry none)",
-        ),
-        CostSampler("ttft_ms", lambda t: [t.ttft_ms], "the engine measured no time to first token"),
-        CostSampler(
-            "tpot_ms",
-            lambda t: [t.tpot_ms],
-            "time per output token needs a completion of two or more tokens",
-        ),
-        CostSampler(
-            "joules_per_token",
-            lambda t: [],
-            ratio=lambda traces, kind: _joules_and_tokens(traces, kind),
-        ),
-        # read through Trace.energy, which knows gross from net
-        CostSampler("joules_per_request", lambda t: []),
-        CostSampler(
-            "idealized_ms_per_request",
-            lambda t: [t.idealized_ms],
-            "no runtime profile: pass --inferbudget-profile PATH (make one with "
-            "`inferbudget calibrate --engine SPEC --out PATH`)",
-        ),
-        CostSampler(
-            "roofline_ratio",
-            lambda t: [t.roofline_ratio],
-            "no hardware bound: pass --inferbudget-accelerator NAME "
-            "(or cpu:PEAK_GFLOPS:BANDWIDTH_GBS)",
-        ),
-        CostSampler(
-            "peak_memory_mb",
-            lambda t: [t.peak_memory_mb],
-            "the memory meter could not read this process's peak RSS",
-        ),
-    )
-}
-"""Every key of ``budget.COST_KEYS`` (a test holds them equal)."""
+def samples_of(key: str, traces: Sequence[Trace], energy: str = "gross") -> list[float]:
+    """Every measured sample of a cost key over the traces (unmeasured ones left out)."""
+    sample = KEYS[key].sample
+    if sample is None:
+        raise TypeError(f"{key} has no per-trace samples")
+    return [float(v) for t in traces for v in sample(t, energy) if v is not None]
 
 
 @dataclass(slots=True)
 class _Judgement:
     measured: float | None
     samples: int
-    verdict: str
+    verdict: Verdict
     reason: str = ""
     ci: tuple[float | None, float | None] = (None, None)
     ci_confidence: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    per_problem: dict[str, float] = field(default_factory=dict)
 
 
 def evaluate(
@@ -148,6 +87,7 @@ def evaluate(
                 ci_low=judgement.ci[0],
                 ci_high=judgement.ci[1],
                 confidence=judgement.ci_confidence,
+                per_problem=judgement.per_problem,
             )
         )
     return results
@@ -169,23 +109,22 @@ def select_for_machine(limits: Sequence[BudgetLimit], machine: str) -> list[Budg
     return list(chosen.values())
 
 
-def _point_verdict(measured: float, limit: BudgetLimit) -> str:
-    if limit.direction == "at_most":
-        return "pass" if measured <= limit.limit else "fail"
-    return "pass" if measured >= limit.limit else "fail"
+def _point_verdict(measured: float, limit: BudgetLimit) -> Verdict:
+    within = (
+        measured <= limit.limit
+        if limit.direction is Direction.AT_MOST
+        else (measured >= limit.limit)
+    )
+    return Verdict.PASS if within else Verdict.FAIL
 
 
 def _judge_cost(limit: BudgetLimit, traces: Sequence[Trace], sequential: bool) -> _Judgement:
-    metric = SAMPLERS[limit.key]
-    if metric.ratio is not None:
+    metric = KEYS[limit.key]
+    if metric.totals is not None:
         return _judge_total(limit, metric, traces)
-    if limit.key == "joules_per_request":
-        measured_values = [t.energy(limit.energy) for t in traces]
-    else:
-        measured_values = [value for t in traces for value in metric.samples(t)]
-    samples = [value for value in measured_values if value is not None]
+    samples = samples_of(limit.key, traces, limit.energy)
     if not samples:
-        return _Judgement(None, 0, "unmeasured", _unmeasured_reason(metric, traces))
+        return _Judgement(None, 0, Verdict.UNMEASURED, _unmeasured_reason(limit.key, traces))
     measured = summarize(samples, limit.stat)
     if limit.confidence is None:
         return _Judgement(measured, len(samples), _point_verdict(measured, limit))
@@ -195,19 +134,21 @@ def _judge_cost(limit: BudgetLimit, traces: Sequence[Trace], sequential: bool) -
         q = QUANTILES[limit.stat]
         ci: tuple[float | None, float | None] = conf.quantile_ci(samples, q, limit.confidence)
         judge = conf.quantile_sequential_verdict if sequential else conf.quantile_verdict
-        verdict = str(judge(samples, q, limit.limit, limit.confidence))
+        verdict = judge(samples, q, limit.limit, limit.confidence)
     else:  # a bounded mean: token counts never exceed what the requests allowed
         bound = max(
             float(sum(r.request.max_new_tokens * r.request.n for r in t.responses)) for t in traces
         )
         ci, verdict = _confident_mean(samples, bound, limit, limit.confidence)
-    reason = "" if verdict != "inconclusive" else _inconclusive_reason(limit, len(samples))
+    reason = (
+        "" if verdict is not Verdict.INCONCLUSIVE else _inconclusive_reason(limit, len(samples))
+    )
     return _Judgement(measured, len(samples), verdict, reason, ci, limit.confidence)
 
 
 def _confident_mean(
     samples: Sequence[float], hi: float, limit: BudgetLimit, confidence: float
-) -> tuple[tuple[float | None, float | None], str]:
+) -> tuple[tuple[float | None, float | None], Verdict]:
     """The anytime-valid interval of a mean bounded in [0, hi], and the verdict it gives
     against the limit in the limit's direction."""
     from pytest_inferbudget.metrics import confidence as conf
@@ -216,27 +157,29 @@ def _confident_mean(
     verdict = conf.mean_verdict(
         samples, lo=0.0, hi=hi, limit=limit.limit, confidence=confidence, direction=limit.direction
     )
-    return ci, str(verdict)
+    return ci, verdict
 
 
-def _unmeasured_reason(metric: CostSampler, traces: Sequence[Trace]) -> str:
+def _unmeasured_reason(key: str, traces: Sequence[Trace]) -> str:
     if not traces:
         return "the test recorded no generation"
-    if any(t.replayed for t in traces) and metric.key != "idealized_ms_per_request":
+    if any(t.replayed for t in traces) and key != "idealized_ms_per_request":
         return "replayed from a cassette: times, energy and memory are never replayed"
-    if metric.key in ENERGY_KEYS:
+    if KEYS[key].unit.startswith("J"):
         return _energy_note(traces)
-    return metric.unmeasured_hint or f"no request measured {metric.key}"
+    return KEYS[key].unmeasured_hint or f"no request measured {key}"
 
 
-def _judge_total(limit: BudgetLimit, metric: CostSampler, traces: Sequence[Trace]) -> _Judgement:
-    if metric.ratio is None:
-        raise TypeError(f"{metric.key} is not a ratio of totals")
-    numerator, denominator = metric.ratio(traces, limit.energy)
-    if numerator is None:
-        return _Judgement(None, 0, "unmeasured", _unmeasured_reason(metric, traces))
+def _judge_total(limit: BudgetLimit, metric: Key, traces: Sequence[Trace]) -> _Judgement:
+    if metric.totals is None:
+        raise TypeError(f"{limit.key} is not a ratio of totals")
+    parts = [metric.totals(t, limit.energy) for t in traces]
+    if not parts or any(numerator is None for numerator, _ in parts):
+        return _Judgement(None, 0, Verdict.UNMEASURED, _unmeasured_reason(limit.key, traces))
+    numerator = math.fsum(n for n, _ in parts if n is not None)
+    denominator = math.fsum(d for _, d in parts)
     if denominator == 0:
-        return _Judgement(None, len(traces), "unmeasured", "the requests produced no tokens")
+        return _Judgement(None, len(traces), Verdict.UNMEASURED, "the requests produced no tokens")
     measured = numerator / denominator
     return _Judgement(measured, len(traces), _point_verdict(measured, limit))
 
@@ -266,17 +209,18 @@ def _judge_accuracy(limit: BudgetLimit, scores: Sequence[Score]) -> _Judgement:
         return _Judgement(
             None,
             0,
-            "unmeasured",
+            Verdict.UNMEASURED,
             "the test scored no sample; call infer.score(result, correct=...)",
         )
-    groups = list(_problems(scores).values())
+    named = _problems(scores)
+    groups = list(named.values())
     if limit.k is not None:
         fewest = min(len(group) for group in groups)
         if limit.k > fewest:
             return _Judgement(
                 None,
                 len(scores),
-                "unmeasured",
+                Verdict.UNMEASURED,
                 f"{limit.label} needs at least {limit.k} samples of every problem, but a "
                 f"problem has only {fewest} (samples per problem: "
                 f"{sorted({len(g) for g in groups})}); lower k or draw more samples",
@@ -284,25 +228,31 @@ def _judge_accuracy(limit: BudgetLimit, scores: Sequence[Score]) -> _Judgement:
     try:
         per_problem = _per_problem_values(limit, groups)
     except _Unmeasurable as exc:
-        return _Judgement(None, len(scores), "unmeasured", str(exc))
+        return _Judgement(None, len(scores), Verdict.UNMEASURED, str(exc))
     if per_problem is not None:
         measured = math.fsum(per_problem) / len(per_problem)
+        by_problem = dict(zip(named, per_problem, strict=True))
         if limit.confidence is not None:
             hi = limit.alpha / (limit.alpha - 1) if limit.key == "eff_at_k" else 1.0
             ci, verdict = _confident_mean(per_problem, hi, limit, limit.confidence)
-            reason = (
-                "" if verdict != "inconclusive" else _inconclusive_reason(limit, len(per_problem))
+            reason = ""
+            if verdict is Verdict.INCONCLUSIVE:
+                reason = _inconclusive_reason(limit, len(per_problem))
+            return _Judgement(
+                measured, len(scores), verdict, reason, ci, limit.confidence, by_problem
             )
-            return _Judgement(measured, len(scores), verdict, reason, ci, limit.confidence)
-        return _Judgement(
-            measured,
-            len(scores),
-            _point_verdict(measured, limit),
-            "",
-            _bootstrap(per_problem),
-            BOOTSTRAP_CONFIDENCE,
-        )
+        verdict = _point_verdict(measured, limit)
+        if len(per_problem) < 2:
+            return _Judgement(measured, len(scores), verdict, _ONE_PROBLEM, per_problem=by_problem)
+        ci = _bootstrap(per_problem)
+        return _Judgement(measured, len(scores), verdict, "", ci, BOOTSTRAP_CONFIDENCE, by_problem)
     return _judge_ratio(limit, groups)
+
+
+_ONE_PROBLEM = (
+    "no interval: the test scored one problem, and an interval resamples problems; "
+    "score two or more problems for one"
+)
 
 
 class _Unmeasurable(Exception):
@@ -376,12 +326,16 @@ def _judge_ratio(limit: BudgetLimit, groups: list[list[Score]]) -> _Judgement:
     try:
         measured = statistic(groups)
     except _Unmeasurable as exc:
-        return _Judgement(None, samples, "unmeasured", str(exc))
+        return _Judgement(None, samples, Verdict.UNMEASURED, str(exc))
+    reason = "no sample was correct, so a pass costs without bound" if math.isinf(measured) else ""
+    if len(groups) < 2:
+        return _Judgement(
+            measured, samples, _point_verdict(measured, limit), reason or _ONE_PROBLEM
+        )
     ci = _bootstrap(
         [float(i) for i in range(len(groups))],
         lambda picked: statistic([groups[int(i)] for i in picked]),
     )
-    reason = "no sample was correct, so a pass costs without bound" if math.isinf(measured) else ""
     return _Judgement(
         measured, samples, _point_verdict(measured, limit), reason, ci, BOOTSTRAP_CONFIDENCE
     )
@@ -397,3 +351,42 @@ def _bootstrap(
     if statistic is None:
         return accuracy.bootstrap_ci(values, confidence=BOOTSTRAP_CONFIDENCE, resamples=1000)
     return accuracy.bootstrap_ci(values, statistic, confidence=BOOTSTRAP_CONFIDENCE, resamples=1000)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the run does with a test after its budgets were judged, and why."""
+
+    outcome: Outcome
+    failing: tuple[BudgetResult, ...] = ()
+    """The budgets that fail the test (with ``Outcome.FAIL``)."""
+    unmeasured: tuple[BudgetResult, ...] = ()
+    """Budgets the machine (a meter) or a replay could not measure (with ``Outcome.SKIP``)."""
+
+
+def decide(budgets: Sequence[BudgetResult], *, strict: bool, replay: bool) -> Decision:
+    """The pass / skip / warn / fail policy, as a pure function.
+
+    A failed budget fails the test. What the machine lacks (a hardware meter) or a replay
+    cannot carry (time, energy) is unmeasured, not violated: the test is skipped naming
+    it, unless ``strict``. Any other unmeasured budget (the test scored nothing, too few
+    samples for k) fails: the test did not give its budget anything to judge. An
+    inconclusive confident budget warns, and fails under ``strict``.
+    """
+    excused = tuple(
+        b for b in budgets if b.verdict is Verdict.UNMEASURED and (replay or needs_hardware(b.key))
+    )
+    failing = tuple(
+        b
+        for b in budgets
+        if b.verdict is Verdict.FAIL
+        or (b.verdict is Verdict.UNMEASURED and (strict or b not in excused))
+        or (b.verdict is Verdict.INCONCLUSIVE and strict)
+    )
+    if failing:
+        return Decision(Outcome.FAIL, failing, excused)
+    if excused:
+        return Decision(Outcome.SKIP, (), excused)
+    if any(b.verdict is Verdict.INCONCLUSIVE for b in budgets):
+        return Decision(Outcome.WARN)
+    return Decision(Outcome.PASS)

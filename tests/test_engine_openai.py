@@ -566,13 +566,19 @@ def test_tests_sharing_one_server_under_xdist_are_flagged_contended(
 
 
 def test_only_a_shared_gpu_or_server_counts_as_contended(pytester: pytest.Pytester) -> None:
-    from pytest_inferbudget.session import shares_the_engine
+    from pytest_inferbudget.config import Settings
+    from pytest_inferbudget.run import InferBudgetRun
 
     config = pytester.parseconfig()
-    config.workerinput = {"workercount": 2}  # type: ignore[attr-defined]
-    assert shares_the_engine(config, {"engine": "vllm", "device": "cuda"})
-    assert shares_the_engine(config, {"engine": "transformers", "device": "cuda:0"})
-    assert shares_the_engine(config, {"engine": "openai", "model": "m"})
-    assert not shares_the_engine(config, {"engine": "transformers", "device": "cpu"})
-    config.workerinput = {"workercount": 1}  # type: ignore[attr-defined]
-    assert not shares_the_engine(config, {"engine": "vllm", "device": "cuda"})
+    run = InferBudgetRun(config, Settings(engine="e", json_path=None))
+    cases = (
+        ({"engine": "vllm", "device": "cuda"}, 2, True),
+        ({"engine": "transformers", "device": "cuda:0"}, 2, True),
+        ({"engine": "openai", "model": "m"}, 2, True),
+        ({"engine": "transformers", "device": "cpu"}, 2, False),
+        ({"engine": "vllm", "device": "cuda"}, 1, False),
+    )
+    for engine, workers, shared in cases:
+        config.workerinput = {"workercount": workers}  # type: ignore[attr-defined]
+        run.engine = engine
+        assert run._shares_the_engine() is shared, (engine, workers)

@@ -18,7 +18,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_inferbudget.metrics.confidence import (
-    Verdict,
     mean_confidence_sequence,
     mean_verdict,
     min_samples,
@@ -29,6 +28,7 @@ from pytest_inferbudget.metrics.confidence import (
     quantile_verdict,
 )
 from pytest_inferbudget.metrics.stats import quantile
+from pytest_inferbudget.vocabulary import Verdict
 
 Sampler = Callable[[random.Random], float]
 
@@ -606,4 +606,4 @@ def test_verdicts_are_plain_strings() -> None:
     assert isinstance(Verdict.FAIL, str)
     assert f"{Verdict.FAIL}" == "fail"
     assert str(Verdict.INCONCLUSIVE) == "inconclusive"
-    assert {v.value for v in Verdict} == {"pass", "fail", "inconclusive"}
+    assert {v.value for v in Verdict} == {"pass", "fail", "inconclusive", "unmeasured"}

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_inferbudget import budget, metrics, verdicts
+from pytest_inferbudget import budget, metrics, verdicts, vocabulary
 from pytest_inferbudget.budget import BudgetLimit, parse_markers
 from pytest_inferbudget.errors import BudgetSpecError
 from pytest_inferbudget.metrics import quantile
@@ -25,6 +25,7 @@ from pytest_inferbudget.records import (
     Trace,
 )
 from pytest_inferbudget.verdicts import evaluate
+from pytest_inferbudget.vocabulary import Verdict
 
 
 def response(tokens: list[int], e2e: list[float | None], ttft: float | None = 10.0) -> Response:
@@ -50,7 +51,9 @@ def test_run_record_round_trips_through_json() -> None:
             [trace([3, 4], [20.0, 30.0]), Trace((chat,), "best-of-2", 12.5, "ok")],
             [
                 BudgetResult("max_tokens", 4.0, "max", "tokens", 4.0, 2, "pass"),
-                BudgetResult("cost_of_pass", 9.0, "", "tokens", float("inf"), 2, "fail", "none"),
+                BudgetResult(
+                    "cost_of_pass", 9.0, "", "tokens", float("inf"), 2, Verdict.FAIL, "none"
+                ),
             ],
             "passed",
             [Score("q", False, 3, 20.0, "7"), Score("q", True, 4, None, None, 0.5)],
@@ -143,11 +146,13 @@ def test_quantile_is_order_independent() -> None:
     assert quantile(values, 0.95) == quantile(sorted(values, reverse=True), 0.95)
 
 
-def test_spec_and_verdict_tables_name_the_same_keys_and_statistics() -> None:
-    # budget.py keeps its own copies so that collection loads neither verdicts nor metrics
-    assert set(budget.COST_KEYS) == set(verdicts.SAMPLERS)
-    assert tuple(metrics.STATISTICS) == budget.STATISTICS
-    assert set(verdicts.QUANTILES) <= set(budget.STATISTICS)
+def test_one_key_table_feeds_markers_verdicts_and_comparison() -> None:
+    # every list of keys derives from budget.KEYS; statistics are named in vocabulary only
+    assert set(budget.COST_KEYS) | set(budget.ACCURACY_KEYS) == set(budget.KEYS)
+    assert all(budget.KEYS[k].sample or budget.KEYS[k].totals for k in budget.COST_KEYS)
+    assert set(budget.COMPARED_KEYS) <= set(budget.KEYS)
+    assert tuple(metrics.STATISTICS) == vocabulary.STATISTICS
+    assert set(vocabulary.QUANTILES) <= set(vocabulary.STATISTICS)
 
 
 def test_hardware_variants_take_the_outer_modifiers_and_their_pattern() -> None:

@@ -19,24 +19,13 @@ probability at most ``1 - confidence``; "inconclusive" is never wrong, only unhe
 
 from __future__ import annotations
 
-import enum
 import functools
 import math
 from collections.abc import Iterable, Sequence
 
+from pytest_inferbudget.vocabulary import Direction, Verdict
 
-class Verdict(enum.StrEnum):
-    """The outcome of checking one budget against samples. Compares equal to its value."""
-
-    PASS = "pass"
-    """Within the limit, with the stated confidence."""
-    FAIL = "fail"
-    """Over the limit, with the stated confidence."""
-    INCONCLUSIVE = "inconclusive"
-    """The samples cannot tell at this confidence: the limit lies inside the interval."""
-
-
-DIRECTIONS = ("at_most", "at_least")
+DIRECTIONS = tuple(d.value for d in Direction)
 """``at_most``: the budget asserts statistic <= limit (costs, latency).
 ``at_least``: statistic >= limit (accuracy floors)."""
 

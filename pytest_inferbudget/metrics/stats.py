@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
+from pytest_inferbudget.vocabulary import QUANTILES
+
 
 def quantile(values: Sequence[float], q: float) -> float:
     """The q-quantile by linear interpolation between order statistics.
@@ -21,6 +23,8 @@ def quantile(values: Sequence[float], q: float) -> float:
     lower = math.floor(position)
     upper = min(lower + 1, len(ordered) - 1)
     fraction = position - lower
+    if fraction == 0.0 or ordered[lower] == ordered[upper]:
+        return ordered[lower]  # no interpolation: inf - inf would make an infinite bound nan
     return ordered[lower] + (ordered[upper] - ordered[lower]) * fraction
 
 
@@ -28,15 +32,16 @@ def _mean(values: Sequence[float]) -> float:
     return math.fsum(values) / len(values)
 
 
+def _quantile_of(q: float) -> Callable[[Sequence[float]], float]:
+    return lambda values: quantile(values, q)
+
+
 STATISTICS: dict[str, Callable[[Sequence[float]], float]] = {
     "mean": _mean,
-    "p50": lambda v: quantile(v, 0.50),
-    "p90": lambda v: quantile(v, 0.90),
-    "p95": lambda v: quantile(v, 0.95),
-    "p99": lambda v: quantile(v, 0.99),
+    **{name: _quantile_of(q) for name, q in QUANTILES.items()},
     "max": max,
 }
-"""The statistics a budget's ``stat`` may name."""
+"""The statistics a budget's ``stat`` may name (``vocabulary.Statistic``), as functions."""
 
 
 def summarize(values: Sequence[float], stat: str) -> float:

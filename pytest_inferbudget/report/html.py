@@ -31,7 +31,7 @@ from pytest_inferbudget.report.markdown import (
 from pytest_inferbudget.report.terminal import format_value
 
 if TYPE_CHECKING:
-    from pytest_inferbudget.compare import Comparison
+    from pytest_inferbudget.records import Comparison
 
 TRACES_SHOWN = 50
 """Requests listed per test; the rest are counted."""
@@ -382,7 +382,11 @@ def _test_section(index: int, test: TestRecord, baseline: TestRecord | None) -> 
 
 
 def _comparison_section(comparison: Comparison) -> str:
-    from pytest_inferbudget.compare import COMPARISON_HEADER, comparison_rows, summary_line
+    from pytest_inferbudget.report.comparison import (
+        COMPARISON_HEADER,
+        comparison_rows,
+        summary_line,
+    )
 
     rows = comparison_rows(comparison)
     verdicts = [c.verdict for c in comparison.changes]

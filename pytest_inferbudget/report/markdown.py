@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_inferbudget.records import BudgetResult, RunRecord, TestRecord
 from pytest_inferbudget.report.terminal import format_interval, format_limit, format_value
+from pytest_inferbudget.vocabulary import Verdict
 
 if TYPE_CHECKING:
-    from pytest_inferbudget.compare import Comparison
+    from pytest_inferbudget.records import Comparison
 
 NOTABLE = ("regression", "improvement", "exact-changed")
 """Comparison verdicts listed in the main table; every row is in a collapsed one below."""
@@ -55,11 +56,7 @@ def run_totals(run: RunRecord) -> list[tuple[str, str]]:
     verdicts = [b.verdict for t in run.tests for b in t.budgets]
     traces = [trace for t in run.tests for trace in t.traces]
     generations = [g for trace in traces for g in trace.generations]
-    by_verdict = ", ".join(
-        f"{verdicts.count(v)} {v}"
-        for v in ("pass", "fail", "inconclusive", "unmeasured")
-        if verdicts.count(v)
-    )
+    by_verdict = ", ".join(f"{verdicts.count(v)} {v.value}" for v in Verdict if verdicts.count(v))
     totals = [
         ("tests", str(len(run.tests))),
         ("budgets", f"{len(verdicts)}" + (f" ({by_verdict})" if by_verdict else "")),
@@ -136,11 +133,16 @@ def render_markdown(run: dict[str, Any], comparison: Comparison | None) -> str:
     lines.append("")
     regressed: set[str] = set()
     if comparison is not None:
-        from pytest_inferbudget.compare import COMPARISON_HEADER, comparison_rows, summary_line
+        from pytest_inferbudget.report.comparison import (
+            COMPARISON_HEADER,
+            comparison_rows,
+            summary_line,
+        )
 
         regressed = {c.nodeid for c in comparison.regressions}
         lines += [
-            f"### Comparison with baseline run {escape_markdown(comparison.baseline_run_id)}",
+            "### Comparison with baseline "
+            + escape_markdown(comparison.baseline_label or comparison.baseline_run_id),
             "",
             ("**" if regressed else "")
             + escape_markdown(summary_line(comparison))

@@ -1,14 +1,19 @@
 """What a finished run leaves behind: the JSON report, saved runs, the comparison with a
-baseline, Markdown and HTML reports. Only the controller process calls this."""
+baseline, Markdown and HTML reports, the cassette. Only the controller process calls this.
+
+Each output is written on its own: one that fails is reported by name and the others are
+still written, so nothing recorded is lost to one bad figure or one full disk.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_inferbudget.errors import InferBudgetError
+from pytest_inferbudget.errors import InferBudgetError, ReportError
 from pytest_inferbudget.hardware import fingerprint, library_versions
 from pytest_inferbudget.storage import (
     autosave_name,
@@ -18,13 +23,8 @@ from pytest_inferbudget.storage import (
 )
 
 if TYPE_CHECKING:
-    from pytest_inferbudget.compare import Comparison
     from pytest_inferbudget.config import Settings
-    from pytest_inferbudget.records import RunRecord
-
-DEFAULT_THRESHOLD = 0.05
-"""Relative change of a median shown as a regression when no --inferbudget-compare-fail
-names the metric (shown, but it fails the run only for metrics named there)."""
+    from pytest_inferbudget.records import Comparison, RunRecord
 
 
 @dataclass(slots=True)
@@ -43,103 +43,154 @@ def finalize(run: RunRecord) -> dict[str, Any]:
     run.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
     run.hardware = fingerprint()
     run.libraries = library_versions()
-    data = run.to_dict()
-    data["commit"] = commit_info()
-    return data
+    run.commit = commit_info()
+    return run.to_dict()
+
+
+def find_baseline(identity: dict[str, Any], settings: Settings) -> tuple[dict[str, Any], str]:
+    """The saved run to compare with, loaded and checked, and a label naming it (name,
+    commit, date); raises :class:`InferBudgetError` naming what is missing or broken."""
+    from pytest_inferbudget.compare import check_comparable, describe_run, hardware_key
+    from pytest_inferbudget.storage import find_run, load_run, run_name
+
+    path = find_run(settings.storage, hardware_key(identity), settings.compare or None)
+    baseline = load_run(path)
+    check_comparable(baseline, identity, settings.compare_any_hardware)
+    return baseline, f"{describe_run({**baseline, 'name': run_name(path)})} from {path}"
 
 
 def write_outputs(
-    run: RunRecord, settings: Settings, per_test_thresholds: dict[str, dict[str, float]]
+    run: RunRecord,
+    settings: Settings,
+    per_test_thresholds: dict[str, dict[str, float]],
+    baseline: dict[str, Any] | None = None,
+    baseline_label: str = "",
 ) -> RunOutputs:
     outputs = RunOutputs()
-    data = finalize(run)
-    try:
-        outputs.comparison = _compare(data, settings, per_test_thresholds, outputs)
-    except InferBudgetError as exc:
-        outputs.errors.append(f"cannot compare: {exc}")
-        outputs.failed = True
-    for path, render in (
-        (settings.json_path, _json),
-        (settings.markdown_path, _markdown),
-        (settings.html_path, _html),
-    ):
-        if path is None:
-            continue
+    if baseline is not None:
         try:
-            render(path, data, outputs.comparison)
-            outputs.lines.append(f"report written to {path}")
+            run.comparison = _compare(run, baseline, baseline_label, settings, per_test_thresholds)
+            outputs.comparison = run.comparison
+            _comparison_lines(run.comparison, baseline_label, settings, outputs)
         except InferBudgetError as exc:
-            outputs.errors.append(str(exc))
+            outputs.errors.append(f"cannot compare: {exc}")
             outputs.failed = True
-    if settings.save:
+    data = finalize(run)
+    writers: list[tuple[Path | None, str, Callable[[Path], None]]] = [
+        (settings.json_path, "report", lambda path: write_json_atomic(path, data)),
+        (settings.markdown_path, "report", lambda path: _markdown(path, data, run.comparison)),
+        (settings.html_path, "report", lambda path: _html(path, data, run.comparison)),
+    ]
+    if settings.save is not None:
         from pytest_inferbudget.compare import hardware_key
         from pytest_inferbudget.storage import save_run
 
-        try:
-            # --inferbudget-autosave arrives as the name "autosave": name it after the commit
-            name = autosave_name(data["commit"]) if settings.save == "autosave" else settings.save
-            saved = save_run(settings.storage, hardware_key(data), data, name)
+        name = settings.save if not settings.autosave else autosave_name(data["commit"])
+        folder = settings.storage
+
+        def save(_: Path) -> None:
+            saved = save_run(folder, hardware_key(data), data, name)
             outputs.lines.append(f"run saved to {saved}")
-        except InferBudgetError as exc:
-            outputs.errors.append(str(exc))
+
+        writers.append((folder, "", save))
+    for path, what, write in writers:
+        if path is None:
+            continue
+        try:
+            write(path)
+            if what:
+                outputs.lines.append(f"{what} written to {path}")
+        except (InferBudgetError, OSError, ValueError, TypeError) as exc:
+            outputs.errors.append(_write_failure(path, exc, data))
             outputs.failed = True
     return outputs
 
 
+def _write_failure(path: Path, exc: Exception, data: dict[str, Any]) -> str:
+    """Name the output and, where a value could not be encoded, the test and budget."""
+    where = ""
+    if isinstance(exc, ValueError) and "JSON" in str(exc):
+        where = "; " + _unencodable(data)
+    return f"{path} not written: {exc}{where}"
+
+
+def _unencodable(data: dict[str, Any]) -> str:
+    import json
+    import math
+
+    for test in data.get("tests", []):
+        for result in test.get("budgets", []):
+            for name, value in result.items():
+                if isinstance(value, float) and not math.isfinite(value):
+                    return f"{test['nodeid']} budget {result['key']} has {name}={value!r}"
+    try:
+        json.dumps(data, allow_nan=False)
+    except ValueError as exc:
+        return str(exc)
+    return "no budget value found at fault"
+
+
 def _compare(
-    data: dict[str, Any],
+    run: RunRecord,
+    baseline: dict[str, Any],
+    label: str,
     settings: Settings,
     per_test_thresholds: dict[str, dict[str, float]],
-    outputs: RunOutputs,
-) -> Comparison | None:
-    if settings.compare is None:
-        return None
-    from pytest_inferbudget.compare import (
+) -> Comparison:
+    from pytest_inferbudget.compare import compare_runs
+    from pytest_inferbudget.hardware import fingerprint
+
+    candidate = run.to_dict()
+    candidate["hardware"] = fingerprint()
+    return compare_runs(
+        baseline,
+        candidate,
+        thresholds=dict(settings.compare_fail),
+        allow_different_hardware=settings.compare_any_hardware,
+        per_test_thresholds=per_test_thresholds,
+        baseline_label=label,
+    )
+
+
+def _comparison_lines(
+    comparison: Comparison, label: str, settings: Settings, outputs: RunOutputs
+) -> None:
+    from pytest_inferbudget.report.comparison import (
         COMPARISON_HEADER,
-        METRICS,
-        compare_runs,
         comparison_rows,
-        hardware_key,
+        gate_failure_lines,
         summary_line,
     )
     from pytest_inferbudget.report.terminal import render_table
-    from pytest_inferbudget.storage import find_run, load_run
+    from pytest_inferbudget.vocabulary import Change
 
-    baseline_path = find_run(settings.storage, hardware_key(data), settings.compare or None)
-    baseline = load_run(baseline_path)
-    gates = dict(settings.compare_fail)
-    thresholds = {metric: gates.get(metric, DEFAULT_THRESHOLD) for metric in METRICS}
-    comparison = compare_runs(
-        baseline,
-        data,
-        thresholds=thresholds,
-        allow_different_hardware=settings.compare_any_hardware,
-        per_test_thresholds=per_test_thresholds,
-    )
-    outputs.lines.append(f"compared with {baseline_path}")
+    outputs.lines.append(f"compared with {label}")
     rows = comparison_rows(comparison)
     if rows:
         outputs.lines += render_table(COMPARISON_HEADER, rows)
     outputs.lines.append(summary_line(comparison))
-    gated = [
-        c
-        for c in comparison.regressions
-        if c.metric in gates or c.metric in per_test_thresholds.get(c.nodeid, {})
-    ]
-    if gated:
+    failing = list(comparison.gate_failures)
+    if settings.strict:
+        failing += [c for c in comparison.changes if c.gated and c.verdict is Change.INCONCLUSIVE]
+    if failing:
         outputs.failed = True
         outputs.errors.append(
-            "regression beyond --inferbudget-compare-fail: "
-            + ", ".join(f"{c.nodeid} {c.metric}" for c in gated)
+            "gate failed (--inferbudget-compare-fail):\n  "
+            + "\n  ".join(gate_failure_lines(failing))
         )
-    return comparison
 
 
-def _json(path: Path, data: dict[str, Any], comparison: Comparison | None) -> None:
-    payload = dict(data)
-    if comparison is not None:
-        payload["comparison"] = comparison.to_dict()
-    write_json_atomic(path, payload)
+def write_cassette(path: Path, run: RunRecord) -> list[str]:
+    """Every response the run's tests recorded, for --inferbudget-replay; the terminal
+    lines saying where it went (or why it could not be written)."""
+    from pytest_inferbudget.engines.replay import build_cassette
+
+    responses = [r for test in run.tests for trace in test.traces for r in trace.responses]
+    try:
+        write_json_atomic(path, build_cassette(responses, dict(run.engine)))
+    except InferBudgetError as exc:
+        return [f"inferbudget: ERROR cassette not written: {exc}"]
+    return [f"cassette of {len(responses)} request(s) written to {path}"]
 
 
 def _markdown(path: Path, data: dict[str, Any], comparison: Comparison | None) -> None:
@@ -152,3 +203,6 @@ def _html(path: Path, data: dict[str, Any], comparison: Comparison | None) -> No
     from pytest_inferbudget.report.html import render_html
 
     write_text_atomic(path, render_html(data, comparison))
+
+
+__all__ = ["ReportError", "RunOutputs", "find_baseline", "write_cassette", "write_outputs"]

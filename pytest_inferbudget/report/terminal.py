@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from pytest_inferbudget.vocabulary import Direction, Verdict
+
 if TYPE_CHECKING:
     from pytest_inferbudget.records import BudgetResult, RunRecord
 
@@ -24,9 +26,9 @@ def format_value(value: float | None, unit: str) -> str:
     return f"{value:.4g}{suffix}"
 
 
-def format_limit(limit: float, unit: str, direction: str) -> str:
+def format_limit(limit: float, unit: str, direction: Direction) -> str:
     text = f"{limit:g}" + (f" {unit}" if unit else "")
-    return text if direction == "at_most" else f">= {text}"
+    return text if direction is Direction.AT_MOST else f">= {text}"
 
 
 def format_interval(result: BudgetResult) -> str:
@@ -48,7 +50,7 @@ def budget_rows(results: Sequence[BudgetResult]) -> list[tuple[str, ...]]:
             format_interval(r),
             r.stat,
             str(r.samples),
-            r.verdict.upper() if r.verdict != "pass" else r.verdict,
+            r.verdict.upper() if r.verdict is not Verdict.PASS else r.verdict.value,
         )
         for r in results
     ]
@@ -89,18 +91,12 @@ def summary_lines(run: RunRecord) -> list[str]:
         f"{test.nodeid} {b.key}: {b.verdict}: {b.reason}"
         for test in budgeted
         for b in test.budgets
-        if b.verdict in ("inconclusive", "unmeasured") and b.reason
+        if b.verdict in (Verdict.INCONCLUSIVE, Verdict.UNMEASURED) and b.reason
     ]
     verdicts = [b.verdict for t in budgeted for b in t.budgets]
+    labels = {Verdict.PASS: "passed", Verdict.FAIL: "failed"}
     counts = ", ".join(
-        f"{verdicts.count(v)} {label}"
-        for v, label in (
-            ("pass", "passed"),
-            ("fail", "failed"),
-            ("inconclusive", "inconclusive"),
-            ("unmeasured", "unmeasured"),
-        )
-        if verdicts.count(v)
+        f"{verdicts.count(v)} {labels.get(v, v.value)}" for v in Verdict if verdicts.count(v)
     )
     lines.append(f"{len(verdicts)} budget(s) in {len(budgeted)} test(s): {counts}")
     return lines

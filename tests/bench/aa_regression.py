@@ -34,8 +34,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pytest_inferbudget.compare import METRICS, compare_runs
+from pytest_inferbudget.budget import COMPARED_KEYS
+from pytest_inferbudget.compare import compare_runs
 from pytest_inferbudget.storage import load_run
+
+METRICS = [m for m, key in COMPARED_KEYS.items() if not key.accuracy]
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "test_efficiency_suite.py"
 SUITE = textwrap.dedent(

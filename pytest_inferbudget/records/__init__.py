@@ -1,0 +1,48 @@
+"""Records: plain data of what a run asked, measured and concluded, with its JSON codec.
+
+Every record converts to and from builtin types only (``to_dict`` / ``from_dict``), so
+records cross xdist's wire, land in JSON reports and come back unchanged. ``None``
+always means "not measured", never zero. The bottom layer: imports nothing of the
+package but ``vocabulary``.
+"""
+
+from __future__ import annotations
+
+from pytest_inferbudget.records.codec import decode_float, encode_float
+from pytest_inferbudget.records.comparison import Comparison, MetricChange, TestComparison
+from pytest_inferbudget.records.requests import (
+    Generation,
+    Prompt,
+    Request,
+    Response,
+    Score,
+    Trace,
+    tpot_ms,
+)
+from pytest_inferbudget.records.results import (
+    SCHEMA_VERSION,
+    BudgetResult,
+    CommitInfo,
+    RunRecord,
+    TestRecord,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "BudgetResult",
+    "CommitInfo",
+    "Comparison",
+    "Generation",
+    "MetricChange",
+    "Prompt",
+    "Request",
+    "Response",
+    "RunRecord",
+    "Score",
+    "TestComparison",
+    "TestRecord",
+    "Trace",
+    "decode_float",
+    "encode_float",
+    "tpot_ms",
+]

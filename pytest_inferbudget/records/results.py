@@ -1,0 +1,212 @@
+"""What a run concluded: budget verdicts per test, and the run as saved and reported."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_inferbudget.records.codec import decode_float, encode_float
+from pytest_inferbudget.records.comparison import Comparison
+from pytest_inferbudget.records.requests import Response, Score, Trace
+from pytest_inferbudget.vocabulary import Direction, Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetResult:
+    """One budget checked against a test's records."""
+
+    key: str
+    limit: float
+    stat: str
+    unit: str
+    measured: float | None
+    samples: int
+    verdict: Verdict
+    reason: str = ""
+    direction: Direction = Direction.AT_MOST
+    ci_low: float | None = None
+    ci_high: float | None = None
+    confidence: float | None = None
+    """Level of the interval ``[ci_low, ci_high]``; None when none was computed."""
+    per_problem: dict[str, float] = field(default_factory=dict)
+    """Accuracy keys averaged over problems (pass@k, maj@k, eff@k): each problem's value,
+    so a later run can be compared problem by problem. Empty for other keys."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "limit": self.limit,
+            "stat": self.stat,
+            "unit": self.unit,
+            "measured": encode_float(self.measured),
+            "samples": self.samples,
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "direction": self.direction,
+            "ci_low": encode_float(self.ci_low),
+            "ci_high": encode_float(self.ci_high),
+            "confidence": self.confidence,
+            **({"per_problem": self.per_problem} if self.per_problem else {}),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BudgetResult:
+        return cls(
+            key=data["key"],
+            limit=data["limit"],
+            stat=data["stat"],
+            unit=data["unit"],
+            measured=decode_float(data["measured"]),
+            samples=data["samples"],
+            verdict=Verdict(data["verdict"]),
+            reason=data["reason"],
+            direction=Direction(data["direction"]),
+            ci_low=decode_float(data["ci_low"]),
+            ci_high=decode_float(data["ci_high"]),
+            confidence=data["confidence"],
+            per_problem=dict(data.get("per_problem", {})),
+        )
+
+
+@dataclass(slots=True)
+class TestRecord:
+    """Everything one test recorded, and its budgets' verdicts."""
+
+    __test__ = False  # not a pytest test class
+
+    nodeid: str
+    traces: list[Trace] = field(default_factory=list)
+    budgets: list[BudgetResult] = field(default_factory=list)
+    outcome: str = ""
+    """The pytest outcome of the test's call phase: passed, failed, skipped or xfailed."""
+    scores: list[Score] = field(default_factory=list)
+    compare_fail: dict[str, float] = field(default_factory=dict)
+    """This test's own regression thresholds (budget marker ``compare_fail``)."""
+    contended: bool = False
+    """Run by one of several xdist workers sharing one GPU: its timings and energy
+    include the other workers' load."""
+
+    @property
+    def responses(self) -> list[Response]:
+        return [r for t in self.traces for r in t.responses]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "nodeid": self.nodeid,
+            "outcome": self.outcome,
+            "budgets": [b.to_dict() for b in self.budgets],
+            "traces": [t.to_dict() for t in self.traces],
+            "scores": [s.to_dict() for s in self.scores],
+            "compare_fail": self.compare_fail,
+            "contended": self.contended,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TestRecord:
+        return cls(
+            nodeid=data["nodeid"],
+            outcome=data["outcome"],
+            budgets=[BudgetResult.from_dict(b) for b in data["budgets"]],
+            traces=[Trace.from_dict(t) for t in data["traces"]],
+            scores=[Score.from_dict(s) for s in data["scores"]],
+            compare_fail=data.get("compare_fail", {}),
+            contended=data.get("contended", False),
+        )
+
+
+SCHEMA_VERSION = 1
+"""Version of the JSON report layout; bumped on any incompatible change."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommitInfo:
+    """The git commit a run tested."""
+
+    id: str
+    branch: str | None
+    """None on a detached HEAD."""
+    time: str | None
+    """Commit time, ISO 8601."""
+    dirty: bool
+    """The work tree had uncommitted changes to tracked files."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "branch": self.branch, "time": self.time, "dirty": self.dirty}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CommitInfo:
+        return cls(data["id"], data.get("branch"), data.get("time"), bool(data.get("dirty")))
+
+
+@dataclass(slots=True)
+class RunRecord:
+    """One pytest session: where it ran and every test's record."""
+
+    run_id: str
+    started_at: str
+    """ISO 8601, UTC."""
+    finished_at: str = ""
+    engine: dict[str, Any] = field(default_factory=dict)
+    hardware: dict[str, Any] = field(default_factory=dict)
+    libraries: dict[str, str] = field(default_factory=dict)
+    tests: list[TestRecord] = field(default_factory=list)
+    meters: dict[str, Any] = field(default_factory=dict)
+    """Which energy meter ran and why (``{"energy": "off", "energy_note": ...}``)."""
+    commit: CommitInfo | None = None
+    """The git commit tested; None outside a git work tree, or before the run finished."""
+    comparison: Comparison | None = None
+    """This run against its baseline, when it was compared."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON report. ``commit`` appears once the run is finished (saved runs and
+        reports); ``comparison`` only when the run was compared."""
+        verdicts = [b.verdict for t in self.tests for b in t.budgets]
+        data: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "run_id": self.run_id,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "engine": self.engine,
+            "hardware": self.hardware,
+            "libraries": self.libraries,
+            "meters": self.meters,
+            "summary": {
+                "tests": len(self.tests),
+                "budgets": len(verdicts),
+                **{v.value: verdicts.count(v) for v in Verdict},
+            },
+            "tests": [t.to_dict() for t in self.tests],
+        }
+        if self.finished_at:
+            data["commit"] = None if self.commit is None else self.commit.to_dict()
+        if self.comparison is not None:
+            data["comparison"] = self.comparison.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ValueError(
+                f"report schema_version {version!r} is not {SCHEMA_VERSION}, the version this "
+                f"pytest-inferbudget reads"
+                + (
+                    "; upgrade pytest-inferbudget"
+                    if isinstance(version, int) and version > SCHEMA_VERSION
+                    else ""
+                )
+            )
+        return cls(
+            run_id=data["run_id"],
+            started_at=data["started_at"],
+            finished_at=data["finished_at"],
+            engine=data["engine"],
+            hardware=data["hardware"],
+            libraries=data["libraries"],
+            tests=[TestRecord.from_dict(t) for t in data["tests"]],
+            meters=data.get("meters", {}),
+            commit=CommitInfo.from_dict(data["commit"]) if data.get("commit") else None,
+            comparison=(
+                Comparison.from_dict(data["comparison"]) if data.get("comparison") else None
+            ),
+        )

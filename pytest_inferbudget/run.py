@@ -1,0 +1,327 @@
+"""The per-run plugin object: every test's record, the baseline, the outputs.
+
+PYTEST_DONT_REWRITE: registered at every start-up; holds no asserts.
+
+Shaped like pytest's ``junitxml.LogXML``: ``pytest_configure`` builds one
+:class:`InferBudgetRun`, keeps it under :data:`RUN` in the config's stash and registers
+it; its hooks are methods, so nested pytester runs stay apart and nothing lives in
+module globals. What a hook needs beyond pytest is imported inside it, so start-up pays
+for this module only.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_inferbudget.budget import item_budget
+from pytest_inferbudget.config import Settings
+from pytest_inferbudget.errors import EngineError, InconclusiveBudgetWarning, InferBudgetError
+
+if TYPE_CHECKING:
+    from pytest_inferbudget.budget import BudgetSpec
+    from pytest_inferbudget.engines import Engine
+    from pytest_inferbudget.meters import Meter
+    from pytest_inferbudget.recorder import Recorder
+    from pytest_inferbudget.records import RunRecord, TestRecord
+    from pytest_inferbudget.report.outputs import RunOutputs
+
+RUN: pytest.StashKey[InferBudgetRun] = pytest.StashKey()
+RECORDER: pytest.StashKey[Recorder] = pytest.StashKey()
+"""The test's ``infer`` recorder, on its item."""
+RECORD: pytest.StashKey[TestRecord] = pytest.StashKey()
+"""The test's record, on its item, once judged."""
+REPORT_KEY = "inferbudget"
+"""Attribute of a call-phase TestReport holding the test's record as builtin types
+(it survives xdist's serialisation, so the controller reads one place)."""
+ENGINE_ERROR_KEY = "inferbudget_engine_error"
+"""Set on a call-phase report whose test failed because the engine did (not a budget)."""
+
+
+class InferBudgetRun:
+    """One pytest session's state and the hooks that use it."""
+
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self.run_id = os.urandom(16).hex()  # 32 hex digits; uuid would load platform
+        self.started_at = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+        self.engine: dict[str, Any] = {"spec": settings.engine}
+        self.meters: dict[str, Any] = {}
+        self.machine = ""
+        """``DEVICE: NAME`` of the engine's hardware, matched by ``hardware=`` budgets."""
+        self.tests: list[TestRecord] = []
+        self.outputs: RunOutputs | None = None
+        self.cassette_lines: list[str] = []
+        self.baseline: dict[str, Any] | None = None
+        """The saved run this one is compared with, once the engine says which key."""
+        self.baseline_note = ""
+        self._engine_noted = False
+
+    # ------------------------------------------------------------------ engine, meters
+
+    def note_engine(self, engine: Engine) -> None:
+        """Describe the engine actually used (a conftest may have swapped it in), and
+        find the baseline for its hardware key: a missing one fails before any test runs."""
+        if self._engine_noted and self.engine.get("spec") == engine.spec:
+            return
+        from pytest_inferbudget.hardware import machine_label
+
+        self.engine = {**engine.describe(), "spec": engine.spec}
+        self.machine = machine_label(self.engine)
+        self._engine_noted = True
+        if self.settings.compare is not None:
+            self._load_baseline()
+
+    def _load_baseline(self) -> None:
+        from pytest_inferbudget.report.outputs import find_baseline
+
+        try:
+            self.baseline, self.baseline_note = find_baseline(self.run_identity(), self.settings)
+        except InferBudgetError as exc:
+            if not self.settings.compare_missing_ok:
+                pytest.fail(f"inferbudget: cannot compare: {exc}", pytrace=False)
+            self.baseline_note = f"no baseline to compare with ({exc}); comparison skipped"
+
+    def note_meter(self, meter: Meter) -> None:
+        available, reason = meter.available()
+        self.meters = {"energy": meter.name, "energy_available": available, "energy_note": reason}
+
+    def run_identity(self) -> dict[str, Any]:
+        """What a saved run's hardware key is computed from."""
+        from pytest_inferbudget.hardware import fingerprint
+
+        return {"hardware": fingerprint(), "engine": dict(self.engine)}
+
+    def run_record(self) -> RunRecord:
+        from pytest_inferbudget.records import RunRecord
+
+        return RunRecord(
+            self.run_id,
+            self.started_at,
+            engine=dict(self.engine),
+            tests=self.tests,
+            meters=self.meters,
+        )
+
+    # ------------------------------------------------------------------ per test
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        """Judge the budgets after the test body; the body's own failure always wins."""
+        spec = item_budget(item)
+        if not spec and RECORDER not in item.stash:  # nothing to judge or record
+            return (yield)
+        try:
+            result = yield
+        except BaseException:
+            self.record_test(item, spec)
+            raise
+        self.judge(item, spec)
+        return result
+
+    def judge(self, item: pytest.Item, spec: BudgetSpec) -> None:
+        """After a test body that passed: fail, skip or warn on what its budgets and its
+        comparison with the baseline say (``verdicts.decide``)."""
+        __tracebackhide__ = True
+        record = self.record_test(item, spec)
+        if record is None:
+            return
+        from pytest_inferbudget.report import terminal
+        from pytest_inferbudget.verdicts import decide
+        from pytest_inferbudget.vocabulary import Outcome
+
+        if spec and not record.traces and not record.scores:
+            pytest.fail(_nothing_recorded(item), pytrace=False)
+        gate = self._gate(record)
+        decision = decide(
+            record.budgets,
+            strict=self.settings.strict,
+            replay=self.settings.replay_path is not None,
+        )
+        if decision.outcome is Outcome.FAIL or gate:
+            message = terminal.violation_message(record.budgets) if record.budgets else ""
+            pytest.fail("\n".join(m for m in (message, gate) if m), pytrace=False)
+        if decision.outcome is Outcome.SKIP:
+            by_reason: dict[str, list[str]] = {}
+            for b in decision.unmeasured:
+                by_reason.setdefault(b.reason, []).append(b.key)
+            where = "on replay" if self.settings.replay_path else "on this machine"
+            # reported at the test's own location (as skip markers are), not this hook's
+            raise pytest.skip.Exception(
+                f"inferbudget: unmeasured {where}: "
+                + "; ".join(f"{', '.join(keys)}: {why}" for why, keys in by_reason.items())
+                + " (--inferbudget-strict fails instead)",
+                _use_item_location=True,
+            )
+        if decision.outcome is Outcome.WARN:
+            warnings.warn(
+                InconclusiveBudgetWarning(terminal.violation_message(record.budgets)),
+                stacklevel=1,
+            )
+
+    def _gate(self, record: TestRecord) -> str:
+        """The failure text when this test's gated metrics regressed against the baseline
+        (or, strict, could not be judged); "" when the gate passes or does not apply."""
+        if self.baseline is None:
+            return ""
+        from pytest_inferbudget.compare import compare_test
+        from pytest_inferbudget.records import TestRecord as Record
+        from pytest_inferbudget.report.comparison import gate_failure_lines
+        from pytest_inferbudget.vocabulary import Change
+
+        earlier = next((t for t in self.baseline["tests"] if t["nodeid"] == record.nodeid), None)
+        if earlier is None:
+            return ""
+        compared = compare_test(
+            Record.from_dict(earlier),
+            record,
+            gates=dict(self.settings.compare_fail),
+            per_test_gates={record.nodeid: record.compare_fail},
+        )
+        failing = [
+            c
+            for c in compared.changes
+            if c.gated
+            and (
+                c.verdict is Change.REGRESSION
+                or (self.settings.strict and c.verdict is Change.INCONCLUSIVE)
+            )
+        ]
+        if not failing:
+            return ""
+        header = f"inferbudget: regression against baseline {self.baseline_note}:"
+        return "\n".join([header, *gate_failure_lines(failing)])
+
+    def record_test(self, item: pytest.Item, spec: BudgetSpec) -> TestRecord | None:
+        recorder = item.stash.get(RECORDER, None)
+        if recorder is None and not spec:
+            return None
+        from pytest_inferbudget.records import TestRecord
+        from pytest_inferbudget.verdicts import evaluate
+
+        traces = list(recorder.traces) if recorder else []
+        scores = list(recorder.scores) if recorder else []
+        sequential = recorder is not None and recorder.sampled_sequentially
+        results = evaluate(spec, traces, scores, sequential=sequential, machine=self.machine)
+        record = TestRecord(
+            item.nodeid,
+            traces,
+            results,
+            scores=scores,
+            compare_fail=dict(spec.compare_fail),
+            contended=self._shares_the_engine(),
+        )
+        item.stash[RECORD] = record
+        for result in results:  # JUnit XML carries each measured value as a property
+            statistic = result.stat or "value"
+            item.user_properties.append((f"inferbudget:{result.key}:{statistic}", result.measured))
+            item.user_properties.append((f"inferbudget:{result.key}:verdict", result.verdict))
+        return record
+
+    def _shares_the_engine(self) -> bool:
+        """Whether other xdist workers run on the same hardware at once: each worker loads
+        its own engine, so on one GPU (or against one server) their requests contend."""
+        workers = int(getattr(self.config, "workerinput", {}).get("workercount", 1))
+        engine = self.engine
+        shared = (
+            str(engine.get("device", "")).startswith("cuda") or engine.get("engine") == "openai"
+        )
+        return workers > 1 and shared
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        """Mark engine faults as errors; put the test's record on its call-phase report."""
+        report = yield
+        if call.when != "call":
+            return report
+        if call.excinfo is not None and call.excinfo.errisinstance(EngineError):
+            # An engine or server fault is the infrastructure's, not a budget's: an error
+            # whose message (naming the URL or engine) is the whole story.
+            setattr(report, ENGINE_ERROR_KEY, True)
+            report.longrepr = call.excinfo.getrepr(style="value", chain=False)
+        record = item.stash.get(RECORD, None)
+        if record is not None:
+            xfailed = report.skipped and hasattr(report, "wasxfail")
+            record.outcome = "xfailed" if xfailed else report.outcome
+            setattr(report, REPORT_KEY, record.to_dict())
+        return report
+
+    def pytest_report_teststatus(
+        self, report: pytest.TestReport, config: pytest.Config
+    ) -> tuple[str, str, str] | None:
+        if report.when == "call" and report.failed and getattr(report, ENGINE_ERROR_KEY, False):
+            return "error", "E", "ERROR"
+        return None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Collect every test's record, from this process or from an xdist worker."""
+        data = getattr(report, REPORT_KEY, None)
+        if report.when == "call" and data is not None:
+            from pytest_inferbudget.records import TestRecord
+
+            self.tests.append(TestRecord.from_dict(data))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        engine = node.workeroutput.get(REPORT_KEY + "_engine")
+        if engine:
+            self.engine = engine
+
+    # ------------------------------------------------------------------ end of run
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if hasattr(self.config, "workerinput"):  # xdist worker: the controller writes
+            self.config.workeroutput[REPORT_KEY + "_engine"] = dict(self.engine)  # type: ignore[attr-defined]
+            return
+        settings = self.settings
+        if settings.record_path is not None:
+            from pytest_inferbudget.report.outputs import write_cassette
+
+            self.cassette_lines = write_cassette(settings.record_path, self.run_record())
+        if not settings.writes_reports and self.baseline is None:
+            return
+        from pytest_inferbudget.report.outputs import write_outputs
+
+        thresholds = {t.nodeid: t.compare_fail for t in self.tests if t.compare_fail}
+        self.outputs = write_outputs(
+            self.run_record(), settings, thresholds, self.baseline, self.baseline_note
+        )
+        if self.outputs.failed and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        lines: list[str] = []
+        if self.tests:
+            from pytest_inferbudget.report import terminal
+
+            lines = terminal.summary_lines(self.run_record())
+        lines += self.cassette_lines
+        outputs = self.outputs
+        if lines or outputs or self.baseline_note:
+            terminalreporter.write_sep("=", "inferbudget")
+        if self.baseline_note and outputs is None:
+            terminalreporter.write_line(f"inferbudget: {self.baseline_note}", yellow=True)
+        for line in lines + (outputs.lines if outputs else []):
+            terminalreporter.write_line(line)
+        for error in outputs.errors if outputs else []:
+            terminalreporter.write_line(f"inferbudget: ERROR {error}", red=True)
+
+
+def _nothing_recorded(item: pytest.Item) -> str:
+    if "infer" not in getattr(item, "fixturenames", ()):
+        return (
+            f"inferbudget: {item.nodeid} has a budget marker but does not use the `infer` "
+            "fixture, so nothing it generated was recorded; generate through infer(...)"
+        )
+    return (
+        f"inferbudget: {item.nodeid} has a budget marker but recorded no generation; "
+        "a budget needs at least one infer(...) call to judge"
+    )
