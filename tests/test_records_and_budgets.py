@@ -50,7 +50,7 @@ def test_run_record_round_trips_through_json() -> None:
             "t.py::test",
             [trace([3, 4], [20.0, 30.0]), Trace((chat,), "best-of-2", 12.5, "ok")],
             [
-                BudgetResult("max_tokens", 4.0, "max", "tokens", 4.0, 2, "pass"),
+                BudgetResult("max_tokens", 4.0, "max", "tokens", 4.0, 2, Verdict.PASS),
                 BudgetResult(
                     "cost_of_pass", 9.0, "", "tokens", float("inf"), 2, Verdict.FAIL, "none"
                 ),

@@ -108,10 +108,12 @@ def write_outputs(
 
 def _write_failure(path: Path, exc: Exception, data: dict[str, Any]) -> str:
     """Name the output and, where a value could not be encoded, the test and budget."""
+    if isinstance(exc, InferBudgetError):
+        return str(exc)  # it names the file already
     where = ""
     if isinstance(exc, ValueError) and "JSON" in str(exc):
         where = "; " + _unencodable(data)
-    return f"{path} not written: {exc}{where}"
+    return f"cannot write {path}: {exc}{where}"
 
 
 def _unencodable(data: dict[str, Any]) -> str:
