@@ -46,7 +46,13 @@ from typing import TYPE_CHECKING, Any, Final, final
 
 from pytest_inferbudget import hardware
 from pytest_inferbudget.engines import EngineSpec, Progress
-from pytest_inferbudget.errors import EngineSpecError, InferBudgetError, ReportError
+from pytest_inferbudget.errors import (
+    CalibrationError,
+    EngineSpecError,
+    FitError,
+    ProfileError,
+    ReportError,
+)
 from pytest_inferbudget.records import Request
 from pytest_inferbudget.storage import read_json, write_json_atomic
 
@@ -96,18 +102,6 @@ FIT_STATISTICS: Final = ("median", "mean")
 
 PROFILE_SCHEMA_VERSION: Final = 1
 """Version of the saved profile layout; bumped on any incompatible change."""
-
-
-class ProfileError(InferBudgetError, ValueError):
-    """A runtime profile is malformed, or its file is corrupt or of another version."""
-
-
-class FitError(InferBudgetError, ValueError):
-    """The timing samples cannot determine a profile (too few, degenerate, too noisy)."""
-
-
-class CalibrationError(InferBudgetError):
-    """The engine did not give what calibration needs (timings, a prompt length)."""
 
 
 @final

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pytest_inferbudget.errors import EngineUnavailableError
+from pytest_inferbudget.errors import ServerStartError
 
 SERVED_MODEL_NAME = "smollm2-135m-instruct"
 DEFAULT_ARGS = (
@@ -37,10 +37,6 @@ DEFAULT_ARGS = (
 """float32 gives the same greedy tokens as the transformers engine; a 1 GiB KV cache
 keeps vLLM from reserving most of a small machine's memory."""
 STARTUP_TIMEOUT_S = 300.0
-
-
-class ServerStartError(EngineUnavailableError):
-    """The server exited or did not answer in time; the message carries its log's tail."""
 
 
 def free_port() -> int:

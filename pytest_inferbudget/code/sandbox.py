@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol, final
 
 from pytest_inferbudget.code.task import TestCase
-from pytest_inferbudget.errors import InferBudgetError
+from pytest_inferbudget.errors import SandboxError
 
 __all__ = [
     "ExecutionResult",
@@ -176,11 +176,6 @@ def _main():
 
 _main()
 """
-
-
-class SandboxError(InferBudgetError):
-    """The sandbox itself failed (the interpreter did not start, a limit is impossible): an
-    infrastructure fault, never the candidate's verdict."""
 
 
 class Outcome(enum.StrEnum):

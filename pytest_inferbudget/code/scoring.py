@@ -40,7 +40,7 @@ from pytest_inferbudget.code.sandbox import (
     run_candidate,
 )
 from pytest_inferbudget.code.task import CodeTask, Level
-from pytest_inferbudget.errors import InferBudgetError
+from pytest_inferbudget.errors import ReferenceSolutionError
 from pytest_inferbudget.metrics.accuracy import efficiency_score
 
 __all__ = [
@@ -63,10 +63,6 @@ STARTUP_ALLOWANCE_SECONDS: Final = 0.5
 
 REFERENCE_WALL_SECONDS: Final = 120.0
 """Wall and CPU limit for the reference and baseline runs, which have no reference yet."""
-
-
-class ReferenceSolutionError(InferBudgetError):
-    """The task's reference solution fails its own tests: the task is broken, not the sample."""
 
 
 def hodges_lehmann(values: Sequence[float]) -> float:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, final
 
-from pytest_inferbudget.errors import InferBudgetError
+from pytest_inferbudget.errors import CodeTaskError
 
 __all__ = [
     "ENAMEL_LEVEL_SIZES",
@@ -36,10 +36,6 @@ ENAMEL_LEVEL_WEIGHTS: Final = (0.0, 3.0, 3.0, 4.0)
 """Level weights in ENAMEL's default setting (``--hardness 0,3,3,4``): level 0 is not timed."""
 
 SCHEMA_VERSION: Final = 1
-
-
-class CodeTaskError(InferBudgetError, ValueError):
-    """A code task is malformed: a bad field, a value that is not JSON, an unreadable file."""
 
 
 def _to_json(value: object, what: str) -> str:

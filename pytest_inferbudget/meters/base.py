@@ -17,7 +17,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar, final, runtime_checkable
 
-from pytest_inferbudget.errors import InferBudgetError
+from pytest_inferbudget.errors import (
+    MeterChoiceError,
+    MeterError,
+    MeterNotSupportedError,
+    MeterUnavailableError,
+)
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -47,22 +52,6 @@ readings integrated over time (NVML, when the counter is missing or did not move
 """
 
 METER_CHOICES: Final = ("auto", "nvml", "rapl", "off")
-
-
-class MeterError(InferBudgetError):
-    """A meter failed, or was used wrongly (a window key opened twice, closed unopened)."""
-
-
-class MeterUnavailableError(MeterError):
-    """The meter cannot measure on this machine; the message says why and how to fix it."""
-
-
-class MeterNotSupportedError(MeterError):
-    """The hardware does not support one query (NVML's NOT_SUPPORTED), others may work."""
-
-
-class MeterChoiceError(MeterError, ValueError):
-    """``select_meter`` was given a name that is not one of :data:`METER_CHOICES`."""
 
 
 @final

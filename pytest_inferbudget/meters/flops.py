@@ -59,7 +59,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, final
 
-from pytest_inferbudget.errors import InferBudgetError
+from pytest_inferbudget.errors import FlopsError
 
 __all__ = [
     "ACCELERATORS",
@@ -75,10 +75,6 @@ __all__ = [
     "roofline",
     "roofline_ms",
 ]
-
-
-class FlopsError(InferBudgetError, ValueError):
-    """A config lacks what the count needs, or an argument is out of range."""
 
 
 DTYPE_BYTES: Final[Mapping[str, float]] = {

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
-from pytest_inferbudget.errors import InferBudgetError
+from pytest_inferbudget.errors import StrategyConfigError, StrategyError
 from pytest_inferbudget.records import Prompt, Request, Response
 
 if TYPE_CHECKING:
@@ -30,19 +30,6 @@ Normalizer = Callable[[str], str]
 
 Scorer = Callable[[str], float] | Callable[[Prompt, str], float]
 """Scores a completion, higher is better: ``(text)`` or, as a verifier, ``(prompt, text)``."""
-
-
-class StrategyError(InferBudgetError):
-    """A strategy could not produce a trustworthy result.
-
-    Raised when a scorer or an extractor raises (the original exception is chained),
-    returns something unusable, or when the engine breaks its protocol or cannot give
-    what the strategy needs (log-probabilities).
-    """
-
-
-class StrategyConfigError(StrategyError, ValueError):
-    """A strategy was built or run with a bad parameter (``n < 1``, ``k > n``, ...)."""
 
 
 @dataclass(frozen=True, slots=True)
