@@ -27,7 +27,7 @@ def _provision(args: argparse.Namespace) -> int:
 
 def _calibrate(args: argparse.Namespace) -> int:
     from pytest_inferbudget.engines import EngineSpec, create_engine
-    from pytest_inferbudget.idealized import calibrate
+    from pytest_inferbudget.perfmodel.calibrate import calibrate
     from pytest_inferbudget.report.terminal import render_table
 
     engine = create_engine(EngineSpec.parse(args.engine), _say)

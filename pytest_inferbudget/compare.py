@@ -22,8 +22,6 @@ result is a :class:`~pytest_inferbudget.records.Comparison`; reports render it.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import statistics
 from collections.abc import Mapping, Sequence
@@ -31,6 +29,7 @@ from typing import Any
 
 from pytest_inferbudget.budget import COMPARED_KEYS, KEYS
 from pytest_inferbudget.errors import ComparisonError
+from pytest_inferbudget.hardware import Machine
 from pytest_inferbudget.metrics.significance import (
     bootstrap_log_ratio,
     holm,
@@ -56,51 +55,10 @@ DEFAULT_THRESHOLD = 0.05
 ``compare_fail=``) names: beyond it a significant change is shown as a regression, but
 only named (gated) metrics fail the run. Deterministic counts (tokens) default to 0."""
 
-HARDWARE_FIELDS = ("machine", "cpu_model", "cpu_count")
-"""Fields of a run's ``hardware`` that decide whether two runs are comparable."""
-
-
-# --------------------------------------------------------------------------- hardware
-
-
-def _gpu_names(engine: Mapping[str, Any]) -> list[str] | None:
-    gpu = engine.get("gpu")
-    if gpu is None or gpu == "":
-        return None
-    if isinstance(gpu, str):
-        return [gpu]
-    if isinstance(gpu, list | tuple):
-        return sorted(str(g) for g in gpu)
-    return [str(gpu)]
-
-
-def _identity(run: Mapping[str, Any]) -> dict[str, Any]:
-    hardware = run.get("hardware") or {}
-    engine = run.get("engine") or {}
-    if not isinstance(hardware, Mapping) or not isinstance(engine, Mapping):
-        raise ComparisonError("a run's 'hardware' and 'engine' must be objects")
-    return {
-        **{name: hardware.get(name) for name in HARDWARE_FIELDS},
-        "gpu": _gpu_names(engine),
-        "engine_spec": engine.get("spec"),
-    }
-
 
 def hardware_key(run: Mapping[str, Any]) -> str:
-    """16 hex digits identifying where a run ran: its machine type, CPU model and count,
-    GPU names (``engine["gpu"]``) and engine spec. Runs with equal keys are comparable;
-    the key is stable across processes and versions of Python (SHA-256 of sorted JSON)."""
-    canonical = json.dumps(_identity(run), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
-
-
-def _hardware_difference(baseline: Mapping[str, Any], candidate: Mapping[str, Any]) -> str:
-    before, after = _identity(baseline), _identity(candidate)
-    return "; ".join(
-        f"{name}: {before[name]!r} (baseline) vs {after[name]!r} (this run)"
-        for name in before
-        if before[name] != after[name]
-    )
+    """The key saved runs are kept under: :attr:`Machine.run_key` of the run's machine."""
+    return Machine.from_run(run).run_key
 
 
 # --------------------------------------------------------------------------- comparison
@@ -483,7 +441,7 @@ def check_comparable(
 ) -> str:
     """What differs between the runs' hardware or engine ("" when nothing does); raises
     :class:`ComparisonError` naming it unless different hardware is allowed."""
-    mismatch = _hardware_difference(baseline, candidate)
+    mismatch = Machine.from_run(baseline).difference(Machine.from_run(candidate))
     if mismatch and not allow_different_hardware:
         raise ComparisonError(
             f"baseline run {baseline.get('run_id')} (hardware key {hardware_key(baseline)}) "

@@ -63,9 +63,11 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(
         "--inferbudget-compare",
         metavar="RUN",
+        nargs="?",
+        const="",
         default=None,
         help="compare with a saved run: a name (its latest run), run id prefix or path; "
-        "write it as --inferbudget-compare=RUN",
+        "alone, the latest run on this hardware key. Write it as --inferbudget-compare=RUN",
     )
     group.addoption(
         "--inferbudget-compare-latest",
@@ -186,9 +188,9 @@ class Settings:
     energy: str = "auto"
     rapl_root: str | None = None
     save: str | None = None
-    """The name to save the run under; None saves nothing."""
+    """The name given to --inferbudget-save; None when none was given."""
     autosave: bool = False
-    """Name the saved run after the git commit (``--inferbudget-autosave``)."""
+    """Save the run named after the git commit (``--inferbudget-autosave``)."""
     storage: Path = Path(".inferbudget")
     compare: str | None = None
     """None: no comparison; "": the latest saved run on this hardware; else a run."""
@@ -205,7 +207,12 @@ class Settings:
     @property
     def writes_reports(self) -> bool:
         """Whether the run writes a report or saves itself."""
-        return self.save is not None or any((self.json_path, self.markdown_path, self.html_path))
+        return self.saves or any((self.json_path, self.markdown_path, self.html_path))
+
+    @property
+    def saves(self) -> bool:
+        """Whether the run is saved: under ``save``'s name, else (autosave) its commit's."""
+        return self.save is not None or self.autosave
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -229,12 +236,18 @@ class Settings:
         energy = config.getoption("inferbudget_energy") or config.getini("inferbudget_energy")
         compare = _compare_choice(config)
         autosave = bool(config.getoption("inferbudget_autosave"))
+        save = config.getoption("inferbudget_save")
+        if save is not None and autosave:
+            raise pytest.UsageError(
+                f"--inferbudget-save {save} and --inferbudget-autosave both name the saved "
+                "run; give one (autosave names it after the git commit)"
+            )
         return cls(
             engine=str(engine),
             json_path=_path(config, json_path),
             strict=bool(config.getoption("inferbudget_strict")),
             energy=str(energy),
-            save=config.getoption("inferbudget_save") or ("" if autosave else None),
+            save=save,
             autosave=autosave,
             storage=Path(config.rootpath, config.getini("inferbudget_storage") or ".inferbudget"),
             compare=compare,
@@ -265,12 +278,7 @@ def _compare_choice(config: pytest.Config) -> str | None:
             "--inferbudget-compare=RUN and --inferbudget-compare-latest exclude each other: "
             "name a run, or take the latest"
         )
-    if named is not None and not named:
-        raise pytest.UsageError(
-            "--inferbudget-compare needs a run: --inferbudget-compare=NAME, or "
-            "--inferbudget-compare-latest for the latest saved run"
-        )
-    if named is not None and _looks_like_test_path(config, named):
+    if named and _looks_like_test_path(config, named):
         raise pytest.UsageError(
             f"--inferbudget-compare took {named!r} as the run to compare with, but it is a "
             "test path; write --inferbudget-compare=RUN (or --inferbudget-compare-latest) "
@@ -281,7 +289,7 @@ def _compare_choice(config: pytest.Config) -> str | None:
             "--inferbudget-compare-fail gates a comparison, but nothing is compared: add "
             "--inferbudget-compare=RUN or --inferbudget-compare-latest"
         )
-    return "" if latest else named
+    return "" if latest else named  # "" (bare --inferbudget-compare): the latest run
 
 
 def _looks_like_test_path(config: pytest.Config, value: str) -> bool:

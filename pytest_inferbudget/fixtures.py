@@ -57,11 +57,11 @@ def metering_fixture(pytestconfig: pytest.Config, inference_engine: Engine) -> I
     pytestconfig.stash[RUN].note_meter(meter)
     predictor = None
     if settings.profile_path or settings.accelerator:
-        from pytest_inferbudget.meters.predictions import build_predictor
+        from pytest_inferbudget.perfmodel.predictions import build_predictor
 
         try:
             predictor = build_predictor(
-                inference_engine.describe(), settings.profile_path, settings.accelerator
+                dict(inference_engine.describe()), settings.profile_path, settings.accelerator
             )
         except InferBudgetError as exc:
             pytest.fail(f"inferbudget: {exc}", pytrace=False)

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, overload
 
 from pytest_inferbudget.errors import EngineError, InferBudgetError
 from pytest_inferbudget.records import Prompt, Request, Response, Score, Trace
@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from pytest_inferbudget.code import CodeTask, SampleScore
     from pytest_inferbudget.engines import Engine
     from pytest_inferbudget.meters import MemoryMeter, Meter
-    from pytest_inferbudget.meters.predictions import Predictor
-    from pytest_inferbudget.records import BudgetResult
+    from pytest_inferbudget.perfmodel.predictions import Predictor
+    from pytest_inferbudget.records import BudgetResult, EngineInfo
     from pytest_inferbudget.strategies import Strategy, StrategyResult
 
 PromptInput = Prompt | list[dict[str, str]]
@@ -62,19 +62,11 @@ class Metering:
             shared.append(
                 dataclasses.replace(
                     response,
-                    energy=_energy_share(energy.to_dict(), share) if energy is not None else None,
+                    energy=energy.portion(share) if energy is not None else None,
                     peak_memory_mb=peak_mb,
                 )
             )
         return shared
-
-
-def _energy_share(measurement: dict[str, Any], share: float) -> dict[str, Any]:
-    scaled = dict(measurement, share=share)
-    for key in ("gross_energy_j", "idle_energy_j", "net_energy_j"):
-        if scaled.get(key) is not None:
-            scaled[key] = scaled[key] * share
-    return scaled
 
 
 class Recorder:
@@ -105,6 +97,34 @@ class Recorder:
     def responses(self) -> list[Response]:
         return [r for t in self.traces for r in t.responses]
 
+    @overload
+    def __call__(
+        self,
+        prompt: PromptInput,
+        *,
+        strategy: None = None,
+        max_new_tokens: int = 64,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        n: int = 1,
+        seed: int | None = None,
+        chat: bool = True,
+    ) -> Response: ...
+
+    @overload
+    def __call__(
+        self,
+        prompt: PromptInput,
+        *,
+        strategy: Strategy,
+        max_new_tokens: int = 64,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        n: int = 1,
+        seed: int | None = None,
+        chat: bool = True,
+    ) -> StrategyResult: ...
+
     def __call__(
         self,
         prompt: PromptInput,
@@ -116,7 +136,7 @@ class Recorder:
         n: int = 1,
         seed: int | None = None,
         chat: bool = True,
-    ) -> Any:
+    ) -> Response | StrategyResult:
         """Generate for one prompt: greedy by default, ``n`` samples with ``temperature > 0``,
         or through ``strategy``, whose every engine call is recorded."""
         if strategy is not None:
@@ -316,7 +336,7 @@ class _RecordingEngine:
         self.responses.extend(responses)
         return responses
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> EngineInfo:
         return self._engine.describe()
 
     def close(self) -> None:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from pytest_inferbudget.engines import Engine
     from pytest_inferbudget.meters import Meter
     from pytest_inferbudget.recorder import Recorder
-    from pytest_inferbudget.records import RunRecord, TestRecord
+    from pytest_inferbudget.records import EngineInfo, RunRecord, TestRecord
     from pytest_inferbudget.report.outputs import RunOutputs
 
 RUN: pytest.StashKey[InferBudgetRun] = pytest.StashKey()
@@ -51,7 +51,7 @@ class InferBudgetRun:
         self.settings = settings
         self.run_id = os.urandom(16).hex()  # 32 hex digits; uuid would load platform
         self.started_at = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
-        self.engine: dict[str, Any] = {"spec": settings.engine}
+        self.engine: EngineInfo = {"spec": settings.engine}
         self.meters: dict[str, Any] = {}
         self.machine = ""
         """``DEVICE: NAME`` of the engine's hardware, matched by ``hardware=`` budgets."""
@@ -61,19 +61,23 @@ class InferBudgetRun:
         self.baseline: dict[str, Any] | None = None
         """The saved run this one is compared with, once the engine says which key."""
         self.baseline_note = ""
+        self.baseline_error = ""
+        """Why the asked-for baseline could not be loaded: reported with the outputs at the
+        end, failing the run, so the tests still run and their records are written."""
         self._engine_noted = False
 
     # ------------------------------------------------------------------ engine, meters
 
     def note_engine(self, engine: Engine) -> None:
         """Describe the engine actually used (a conftest may have swapped it in), and
-        find the baseline for its hardware key: a missing one fails before any test runs."""
+        find the baseline for its hardware key: a missing or broken one fails the run at its
+        end (``baseline_error``), after every test has run and been recorded."""
         if self._engine_noted and self.engine.get("spec") == engine.spec:
             return
-        from pytest_inferbudget.hardware import machine_label
+        from pytest_inferbudget.hardware import Machine
 
         self.engine = {**engine.describe(), "spec": engine.spec}
-        self.machine = machine_label(self.engine)
+        self.machine = Machine.current(self.engine).label
         self._engine_noted = True
         if self.settings.compare is not None:
             self._load_baseline()
@@ -84,9 +88,10 @@ class InferBudgetRun:
         try:
             self.baseline, self.baseline_note = find_baseline(self.run_identity(), self.settings)
         except InferBudgetError as exc:
-            if not self.settings.compare_missing_ok:
-                pytest.fail(f"inferbudget: cannot compare: {exc}", pytrace=False)
-            self.baseline_note = f"no baseline to compare with ({exc}); comparison skipped"
+            if self.settings.compare_missing_ok:
+                self.baseline_note = f"no baseline to compare with ({exc}); comparison skipped"
+            else:
+                self.baseline_error = f"cannot compare: {exc}"
 
     def note_meter(self, meter: Meter) -> None:
         available, reason = meter.available()
@@ -104,7 +109,7 @@ class InferBudgetRun:
         return RunRecord(
             self.run_id,
             self.started_at,
-            engine=dict(self.engine),
+            engine=self.engine,
             tests=self.tests,
             meters=self.meters,
         )
@@ -221,7 +226,7 @@ class InferBudgetRun:
         for result in results:  # JUnit XML carries each measured value as a property
             statistic = result.stat or "value"
             item.user_properties.append((f"inferbudget:{result.key}:{statistic}", result.measured))
-            item.user_properties.append((f"inferbudget:{result.key}:verdict", result.verdict))
+            item.user_properties.append((f"inferbudget:{result.key}:verdict", str(result.verdict)))
         return record
 
     def _shares_the_engine(self) -> bool:
@@ -286,7 +291,7 @@ class InferBudgetRun:
             from pytest_inferbudget.report.outputs import write_cassette
 
             self.cassette_lines = write_cassette(settings.record_path, self.run_record())
-        if not settings.writes_reports and self.baseline is None:
+        if not settings.writes_reports and self.baseline is None and not self.baseline_error:
             return
         from pytest_inferbudget.report.outputs import write_outputs
 
@@ -294,6 +299,9 @@ class InferBudgetRun:
         self.outputs = write_outputs(
             self.run_record(), settings, thresholds, self.baseline, self.baseline_note
         )
+        if self.baseline_error:
+            self.outputs.errors.insert(0, self.baseline_error)
+            self.outputs.failed = True
         if self.outputs.failed and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pytest_inferbudget.budget import COST_KEYS, KEYS, BudgetLimit, BudgetSpec, Key, needs_hardware
 from pytest_inferbudget.metrics import summarize
 from pytest_inferbudget.records import BudgetResult, Score, Trace
-from pytest_inferbudget.vocabulary import QUANTILES, Direction, Outcome, Verdict
+from pytest_inferbudget.vocabulary import QUANTILES, Direction, EnergyMethod, Outcome, Verdict
 
 BOOTSTRAP_CONFIDENCE = 0.95
 """Level of the interval shown beside accuracy metrics when no ``confidence`` is given."""
@@ -26,8 +26,8 @@ def _energy_note(traces: Sequence[Trace]) -> str:
         for response in trace.responses:
             if response.energy is None:
                 return "no energy meter ran (--inferbudget-energy=off)"
-            if response.energy.get("method") == "unmeasured":
-                return f"energy unmeasured: {response.energy.get('note') or 'no meter'}"
+            if response.energy.method is EnergyMethod.UNMEASURED:
+                return f"energy unmeasured: {response.energy.note or 'no meter'}"
     return "energy was not measured for every request"
 
 

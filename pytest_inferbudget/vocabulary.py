@@ -81,6 +81,20 @@ class Statistic(enum.StrEnum):
     MAX = "max"
 
 
+class EnergyMethod(enum.StrEnum):
+    """How an energy figure was obtained (``EnergyMeasurement.method``; see docs/energy.md)."""
+
+    COUNTER = "counter"
+    """Difference of NVML's total-energy counter (millijoules, Volta and newer)."""
+    POWER_INTEGRATION = "power_integration"
+    """NVML power readings integrated over time: the GPU has no energy counter, or the
+    counter did not move in a window shorter than its update period (power x time)."""
+    RAPL = "rapl"
+    """Difference of the RAPL package counters of Linux's powercap tree (CPU packages)."""
+    UNMEASURED = "unmeasured"
+    """No figure at all: no meter, a counter that stood still or went backwards."""
+
+
 QUANTILES: Final[dict[str, float]] = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
 """The statistics that are quantiles, with their level."""
 

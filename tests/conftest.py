@@ -1,4 +1,10 @@
-"""Shared fixtures: one real engine for the whole test session, reused by inner runs."""
+"""Shared fixtures: one real engine for the whole test session, reused by inner runs.
+
+Every test that uses the real model or a real server, through one of
+:data:`MODEL_FIXTURES`, is marked ``model`` here, so ``pytest -m "not model"`` is the fast
+loop (unit and plugin logic) without anyone having to remember the marker; a test that
+loads the model another way (a subprocess) carries ``@pytest.mark.model`` itself.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +17,19 @@ from pytest_inferbudget.models import cache_root
 
 pytest_plugins = ["pytester"]
 
+MODEL_FIXTURES = frozenset(
+    {"smollm_engine", "reuse_engine", "vllm_server", "vllm_engine", "http_engine"}
+)
+"""Fixtures that load the real model or start a real server (directly or through others)."""
+
 MODEL_CACHE = cache_root()
 """Resolved before pytester points HOME at a temporary folder for inner runs."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.model)
 
 
 @pytest.fixture(autouse=True)

@@ -5,10 +5,16 @@
   (:func:`example_task_path`); ``is_even.json`` and ``is_prime.json`` are easier ones that
   the default model can solve, for the example suite.
 - :mod:`~pytest_inferbudget.code.sandbox`: :func:`run_candidate` runs code in a child process
-  with rlimits, namespaces and parent-side CPU timing.
+  with rlimits, namespaces and parent-side CPU timing. It is built from
+  :mod:`~pytest_inferbudget.code.isolation` (which namespaces and uid this machine allows),
+  :mod:`~pytest_inferbudget.code.supervision` (limits, process group, wall-clock kill, CPU
+  time from ``os.wait4``), :mod:`~pytest_inferbudget.code.harness` (the child's side, run as
+  a file), :mod:`~pytest_inferbudget.code.protocol` (the parent's reading and judging of the
+  child's records) and :mod:`~pytest_inferbudget.code.results` (:class:`Outcome`,
+  :class:`ExecutionResult`, :class:`Executor`).
 - :mod:`~pytest_inferbudget.code.scoring`: :func:`score_sample`, ENAMEL's per-sample
-  efficiency score; feed the scores of n samples to
-  :func:`~pytest_inferbudget.metrics.accuracy.eff_at_k`.
+  efficiency score (:func:`score_levels` and :func:`censoring_limits` hold its arithmetic);
+  feed the scores of n samples to :func:`~pytest_inferbudget.metrics.accuracy.eff_at_k`.
 
 Standard library only; nothing here imports pytest.
 """
@@ -17,41 +23,39 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pytest_inferbudget.code.sandbox import (
-    ExecutionResult,
-    Executor,
-    Isolation,
-    Outcome,
-    SandboxError,
-    probe_isolation,
-    run_candidate,
-    unprivileged_interpreter,
-)
+from pytest_inferbudget.code.isolation import Isolation, probe_isolation, unprivileged_interpreter
+from pytest_inferbudget.code.results import ExecutionResult, Executor, Outcome
+from pytest_inferbudget.code.sandbox import run_candidate
 from pytest_inferbudget.code.scoring import (
     LevelReference,
     ReferenceCache,
-    ReferenceSolutionError,
     ReferenceTimings,
     SampleScore,
+    censoring_limits,
     extract_code,
     hodges_lehmann,
     measure_reference,
+    score_levels,
     score_sample,
 )
 from pytest_inferbudget.code.task import (
+    CENSOR_RULES,
     ENAMEL_LEVEL_SIZES,
     ENAMEL_LEVEL_WEIGHTS,
+    CensorRule,
     CodeTask,
-    CodeTaskError,
     Level,
     TestCase,
     enamel_levels,
     load_task,
 )
+from pytest_inferbudget.errors import CodeTaskError, ReferenceSolutionError, SandboxError
 
 __all__ = [
+    "CENSOR_RULES",
     "ENAMEL_LEVEL_SIZES",
     "ENAMEL_LEVEL_WEIGHTS",
+    "CensorRule",
     "CodeTask",
     "CodeTaskError",
     "ExecutionResult",
@@ -66,6 +70,7 @@ __all__ = [
     "SampleScore",
     "SandboxError",
     "TestCase",
+    "censoring_limits",
     "enamel_levels",
     "example_task_path",
     "extract_code",
@@ -74,6 +79,7 @@ __all__ = [
     "measure_reference",
     "probe_isolation",
     "run_candidate",
+    "score_levels",
     "score_sample",
     "unprivileged_interpreter",
 ]

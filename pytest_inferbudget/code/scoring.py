@@ -12,15 +12,16 @@ For each level of a :class:`~pytest_inferbudget.code.task.CodeTask`, in order:
   parent from ``os.wait4``), less the estimate for a baseline child that loads a do-nothing
   function and runs the same tests, which removes interpreter start-up and argument decoding;
 - against the reference's time ``t_ref`` on the same level, the level scores
-  ``e = max(0, T - t) / (T - t_ref)`` with ``T = alpha * t_ref``
-  (:func:`~pytest_inferbudget.metrics.accuracy.efficiency_score`);
+  ``e = max(0, T - t) / (T - t_ref)`` (:func:`score_levels`), where the censoring limit ``T``
+  is, with ``task.censor == "enamel"`` (the default, ENAMEL's ``timeout_factor * ref_max``),
+  ``alpha`` times the largest reference time over the timed levels, the same for every level;
+  with ``"per_level"``, ``alpha`` times that level's own ``t_ref`` (:func:`censoring_limits`);
 - the sample's score is the weighted mean of the level scores.
 
-Differences from ENAMEL, by necessity of timing from outside the process: ENAMEL times each
+One difference from ENAMEL, by necessity of timing from outside the process: ENAMEL times each
 test and takes a level's slowest test; here a level is one child, so its time is the sum over
-its tests. ENAMEL's censoring limit is ``alpha`` times the largest reference time over all
-levels; here it is per level, as DESIGN.md section 3 defines ``T``. The wall limit is
-``timeout_factor * alpha * t_ref`` plus twice the baseline's wall time and half a second.
+its tests. The wall limit of a level is ``timeout_factor`` times the larger of its ``T`` and
+``alpha * t_ref``, plus twice the baseline's wall time and half a second.
 """
 
 from __future__ import annotations
@@ -32,16 +33,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, final
 
-from pytest_inferbudget.code.sandbox import (
-    ExecutionResult,
-    Executor,
-    Outcome,
-    SandboxError,
-    run_candidate,
-)
-from pytest_inferbudget.code.task import CodeTask, Level
-from pytest_inferbudget.errors import ReferenceSolutionError
-from pytest_inferbudget.metrics.accuracy import efficiency_score
+from pytest_inferbudget.code.results import ExecutionResult, Executor, Outcome
+from pytest_inferbudget.code.sandbox import run_candidate
+from pytest_inferbudget.code.task import CENSOR_RULES, CensorRule, CodeTask, Level
+from pytest_inferbudget.errors import ReferenceSolutionError, SandboxError
 
 __all__ = [
     "LevelReference",
@@ -49,8 +44,11 @@ __all__ = [
     "ReferenceSolutionError",
     "ReferenceTimings",
     "SampleScore",
+    "censoring_limits",
+    "extract_code",
     "hodges_lehmann",
     "measure_reference",
+    "score_levels",
     "score_sample",
 ]
 
@@ -83,6 +81,69 @@ def hodges_lehmann(values: Sequence[float]) -> float:
     return float(statistics.median(walsh))
 
 
+def _check_levels(references: Sequence[float], weights: Sequence[float], alpha: float) -> None:
+    if len(references) != len(weights):
+        raise ValueError(
+            f"references and weights differ in length ({len(references)} and {len(weights)})"
+        )
+    if not all(math.isfinite(w) and w >= 0 for w in weights) or not any(w > 0 for w in weights):
+        raise ValueError(f"weights must be finite, >= 0 and one > 0 at least, got {weights!r}")
+    for r, w in zip(references, weights, strict=True):
+        if not math.isfinite(r) or r < 0 or (w > 0 and r == 0):
+            raise ValueError(
+                f"reference times must be finite, and > 0 on timed levels, got {references!r}"
+            )
+    if isinstance(alpha, bool) or not math.isfinite(alpha) or alpha <= 1:
+        raise ValueError(f"alpha must be a finite number > 1 (ENAMEL uses 2), got {alpha!r}")
+
+
+def censoring_limits(
+    references: Sequence[float],
+    weights: Sequence[float],
+    alpha: float = 2.0,
+    censor: CensorRule = "enamel",
+) -> tuple[float, ...]:
+    """The censoring limit ``T`` of every level, at and beyond which it scores 0.
+
+    ``"enamel"``: ``alpha * max(references[j] for the levels j with weights[j] > 0)`` for every
+    level, as ENAMEL's ``Evaluator.evaluate1`` (``timeout_factor * refs.ref_max``);
+    ``"per_level"``: ``alpha * references[j]``.
+    """
+    if censor not in CENSOR_RULES:
+        raise ValueError(f"censor must be one of {CENSOR_RULES}, got {censor!r}")
+    _check_levels(references, weights, alpha)
+    if censor == "per_level":
+        return tuple(alpha * r for r in references)
+    ref_max = max(r for r, w in zip(references, weights, strict=True) if w > 0)
+    return (alpha * ref_max,) * len(references)
+
+
+def score_levels(
+    times: Sequence[float | None],
+    references: Sequence[float],
+    weights: Sequence[float],
+    alpha: float = 2.0,
+    censor: CensorRule = "enamel",
+) -> tuple[float, tuple[float, ...]]:
+    """ENAMEL's score of a correct sample from its net time per level: ``(score, level scores)``.
+
+    A timed level (weight > 0) scores ``e_j = max(0, T_j - t_j) / (T_j - t_ref_j)`` with
+    ``T_j`` from :func:`censoring_limits` (ENAMEL's ``calc_eff``); a weight-0 level, and a
+    level whose time is ``None`` (it did not finish: right-censored, never extrapolated),
+    score 0. The score is ``sum(w_j * e_j) / sum(w_j)``.
+    """
+    if len(times) != len(references):
+        raise ValueError(f"times and references differ in length ({len(times)}, {len(references)})")
+    limits = censoring_limits(references, weights, alpha, censor)
+    scores: list[float] = []
+    for t, ref, weight, limit in zip(times, references, weights, limits, strict=True):
+        if t is not None and (not math.isfinite(t) or t < 0):
+            raise ValueError(f"a level's time must be finite and >= 0 or None, got {t!r}")
+        scores.append(0.0 if t is None or weight <= 0 else max(0.0, limit - t) / (limit - ref))
+    total = math.fsum(w * e for w, e in zip(weights, scores, strict=True)) / math.fsum(weights)
+    return total, tuple(scores)
+
+
 @final
 @dataclass(frozen=True, slots=True)
 class LevelReference:
@@ -95,7 +156,8 @@ class LevelReference:
     """HL of the baseline child's CPU time: start-up and argument decoding, no work."""
     baseline_wall_seconds: float
     wall_limit_seconds: float
-    """The wall (and CPU) limit a candidate gets on this level."""
+    """The wall (and CPU) limit a candidate gets on this level: ``timeout_factor`` times the
+    larger of the level's censoring limit and ``alpha * cpu_seconds``, plus start-up."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -109,7 +171,11 @@ class LevelReference:
 @final
 @dataclass(frozen=True, slots=True)
 class ReferenceTimings:
+    """A task's reference, level by level, and the censoring limits it sets."""
+
     levels: tuple[LevelReference, ...]
+    censoring_seconds: tuple[float, ...]
+    """``T`` per level under the task's ``censor`` rule (:func:`censoring_limits`)."""
     network_isolated: bool
 
 
@@ -127,7 +193,7 @@ def measure_reference(task: CodeTask, executor: Executor = run_candidate) -> Ref
     Raises :class:`ReferenceSolutionError` when the reference does not pass a level, and
     :class:`~pytest_inferbudget.code.sandbox.SandboxError` when the baseline cannot run.
     """
-    levels: list[LevelReference] = []
+    measured: list[tuple[float, float, float]] = []  # (net reference, baseline, wall)
     isolated = True
     label = task.name or task.entry_point
     for j, level in enumerate(task.levels):
@@ -166,19 +232,31 @@ def measure_reference(task: CodeTask, executor: Executor = run_candidate) -> Ref
             base_cpu.append(base.cpu_seconds)
             base_wall.append(base.wall_seconds)
         baseline = hodges_lehmann(base_cpu)
-        net = max(MIN_REFERENCE_CPU_SECONDS, hodges_lehmann(ref_cpu) - baseline)
-        wall = hodges_lehmann(base_wall)
-        levels.append(
-            LevelReference(
-                cpu_seconds=net,
-                baseline_cpu_seconds=baseline,
-                baseline_wall_seconds=wall,
-                wall_limit_seconds=(
-                    STARTUP_ALLOWANCE_SECONDS + 2.0 * wall + task.timeout_factor * task.alpha * net
-                ),
+        measured.append(
+            (
+                max(MIN_REFERENCE_CPU_SECONDS, hodges_lehmann(ref_cpu) - baseline),
+                baseline,
+                hodges_lehmann(base_wall),
             )
         )
-    return ReferenceTimings(levels=tuple(levels), network_isolated=isolated)
+    nets = [net for net, _, _ in measured]
+    limits = censoring_limits(nets, task.weights, task.alpha, task.censor)
+    levels = [
+        LevelReference(
+            cpu_seconds=net,
+            baseline_cpu_seconds=baseline,
+            baseline_wall_seconds=wall,
+            wall_limit_seconds=(
+                STARTUP_ALLOWANCE_SECONDS
+                + 2.0 * wall
+                + task.timeout_factor * max(limit, task.alpha * net)
+            ),
+        )
+        for (net, baseline, wall), limit in zip(measured, limits, strict=True)
+    ]
+    return ReferenceTimings(
+        levels=tuple(levels), censoring_seconds=limits, network_isolated=isolated
+    )
 
 
 class ReferenceCache:
@@ -227,6 +305,10 @@ class SampleScore:
     """The candidate's net CPU time per level (HL, baseline subtracted); ``None`` when the
     level did not finish."""
     reference_cpu_seconds: tuple[float, ...]
+    censoring_seconds: tuple[float, ...]
+    """The censoring limit ``T`` of each level: a level scores 0 at this net CPU time."""
+    censor: CensorRule
+    """The task's rule for ``T`` (:data:`~pytest_inferbudget.code.task.CensorRule`)."""
     outcome: Outcome
     """``ok``, or the first failure met."""
     passed: bool
@@ -243,6 +325,8 @@ class SampleScore:
             "level_scores": list(self.level_scores),
             "level_cpu_seconds": list(self.level_cpu_seconds),
             "reference_cpu_seconds": list(self.reference_cpu_seconds),
+            "censoring_seconds": list(self.censoring_seconds),
+            "censor": self.censor,
             "outcome": str(self.outcome),
             "passed": self.passed,
             "failed_level": self.failed_level,
@@ -284,20 +368,19 @@ def score_sample(
     one per process)."""
     reference = (cache if cache is not None else _PROCESS_CACHE).get(task, executor)
     n = len(task.levels)
-    scores = [0.0] * n
     times: list[float | None] = [None] * n
     isolated = reference.network_isolated
     ref_times = tuple(lv.cpu_seconds for lv in reference.levels)
 
     def finish(outcome: Outcome, passed: bool, failed: int | None, detail: str) -> SampleScore:
-        total = math.fsum(w * s for w, s in zip(task.weights, scores, strict=True)) / math.fsum(
-            task.weights
-        )
+        total, scores = score_levels(times, ref_times, task.weights, task.alpha, task.censor)
         return SampleScore(
             score=total if passed else 0.0,
-            level_scores=tuple(scores) if passed else (0.0,) * n,
+            level_scores=scores if passed else (0.0,) * n,
             level_cpu_seconds=tuple(times),
             reference_cpu_seconds=ref_times,
+            censoring_seconds=reference.censoring_seconds,
+            censor=task.censor,
             outcome=outcome,
             passed=passed,
             failed_level=failed,
@@ -327,12 +410,9 @@ def score_sample(
             detail = f"level {j}: {stopped.detail}"
             if j == 0 or not _stops_level_only(stopped):
                 return finish(stopped.outcome, False, j, detail)
-            scores[j] = efficiency_score(math.inf, limits.cpu_seconds, task.alpha, censored=True)
+            # Right-censored: this level and the later ones keep no time and score 0.
             return finish(stopped.outcome, True, j, detail + "; this and later levels score 0")
-        net = max(0.0, hodges_lehmann(cpu) - limits.baseline_cpu_seconds)
-        times[j] = net
         # A weight-0 level only checks correctness; ENAMEL gives it no reference time, so
         # its efficiency is 0 there too (and it carries no weight either way).
-        if level.timed:
-            scores[j] = efficiency_score(net, limits.cpu_seconds, task.alpha)
+        times[j] = max(0.0, hodges_lehmann(cpu) - limits.baseline_cpu_seconds)
     return finish(Outcome.OK, True, None, "every level passed")

@@ -14,13 +14,15 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, final
+from typing import Any, Final, Literal, final, get_args
 
 from pytest_inferbudget.errors import CodeTaskError
 
 __all__ = [
+    "CENSOR_RULES",
     "ENAMEL_LEVEL_SIZES",
     "ENAMEL_LEVEL_WEIGHTS",
+    "CensorRule",
     "CodeTask",
     "CodeTaskError",
     "Level",
@@ -34,6 +36,14 @@ ENAMEL_LEVEL_SIZES: Final = (8, 4, 4, 4)
 
 ENAMEL_LEVEL_WEIGHTS: Final = (0.0, 3.0, 3.0, 4.0)
 """Level weights in ENAMEL's default setting (``--hardness 0,3,3,4``): level 0 is not timed."""
+
+CensorRule = Literal["enamel", "per_level"]
+"""Where a level's score reaches 0 (see :func:`~pytest_inferbudget.code.scoring.
+censoring_limits`): ``"enamel"``, at ``alpha`` times the largest reference time over the timed
+levels, for every level (ENAMEL's ``Evaluator.evaluate1``); ``"per_level"``, at ``alpha`` times
+that level's own reference time."""
+
+CENSOR_RULES: Final[tuple[CensorRule, ...]] = get_args(CensorRule)
 
 SCHEMA_VERSION: Final = 1
 
@@ -211,11 +221,16 @@ class CodeTask:
       tests weighted 0, 3, 3, 4 (:func:`enamel_levels`).
     - ``reference_solution``: Python source defining ``entry_point``, the expert bar. It must
       pass every test.
-    - ``alpha``: the censoring factor; a level scores 0 at ``alpha`` times the reference's time.
+    - ``alpha``: the censoring factor (ENAMEL's ``timeout_factor``, 2 by default): a level scores
+      0 at ``alpha`` times the reference's time, the largest over the timed levels by default.
+    - ``censor``: which reference time ``alpha`` multiplies (:data:`CensorRule`): ``"enamel"``
+      (the default, ENAMEL's rule) the largest over the timed levels, ``"per_level"`` the
+      level's own.
     - ``repeats``: runs per timed level, summarised by the Hodges-Lehmann estimator.
-    - ``timeout_factor``: the wall limit of a level is ``timeout_factor * alpha`` times the
-      reference's time (plus the measured start-up time of a child), so the kill comes after
-      the score has already reached 0 and contention cannot turn a slow run into a timeout.
+    - ``timeout_factor``: the wall limit of a level is ``timeout_factor`` times its censoring
+      limit (plus the measured start-up time of a child), so the kill comes after the score
+      has already reached 0 and contention cannot turn a slow run into a timeout. Not ENAMEL's
+      ``timeout_factor``, which is ``alpha`` here.
     - ``memory_mb``: the address-space limit of the child, in MiB.
     - ``name``: a label for reports.
     """
@@ -229,6 +244,7 @@ class CodeTask:
     timeout_factor: float = 2.0
     memory_mb: int = 1024
     name: str = ""
+    censor: CensorRule = "enamel"
     _fingerprint: str = field(init=False, repr=False, compare=False, default="")
 
     def __post_init__(self) -> None:
@@ -256,6 +272,8 @@ class CodeTask:
             problems.append(
                 f"memory_mb must be >= 64 (Python itself needs some), got {self.memory_mb}"
             )
+        if self.censor not in CENSOR_RULES:
+            problems.append(f"censor must be one of {CENSOR_RULES}, got {self.censor!r}")
         if problems:
             raise CodeTaskError("; ".join(problems))
         canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
@@ -281,6 +299,7 @@ class CodeTask:
             "repeats": self.repeats,
             "timeout_factor": self.timeout_factor,
             "memory_mb": self.memory_mb,
+            "censor": self.censor,
             "levels": [lv.to_dict() for lv in self.levels],
         }
 
@@ -289,7 +308,15 @@ class CodeTask:
         _check_keys(
             data,
             required={"prompt", "entry_point", "reference_solution", "levels"},
-            optional={"schema_version", "name", "alpha", "repeats", "timeout_factor", "memory_mb"},
+            optional={
+                "schema_version",
+                "name",
+                "alpha",
+                "repeats",
+                "timeout_factor",
+                "memory_mb",
+                "censor",
+            },
             what="a code task",
         )
         version = data.get("schema_version", SCHEMA_VERSION)
@@ -312,6 +339,7 @@ class CodeTask:
             timeout_factor=data.get("timeout_factor", defaults["timeout_factor"].default),
             memory_mb=data.get("memory_mb", defaults["memory_mb"].default),
             name=data.get("name", ""),
+            censor=data.get("censor", defaults["censor"].default),
         )
 
 

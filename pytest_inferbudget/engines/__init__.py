@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl
 from pytest_inferbudget.errors import EngineSpecError
 
 if TYPE_CHECKING:
-    from pytest_inferbudget.records import Request, Response
+    from pytest_inferbudget.records import EngineInfo, Request, Response
 
 Progress = Callable[[str], None]
 """Receives one line of human-readable progress (model download, conversion)."""
@@ -32,7 +32,7 @@ class Engine(Protocol):
 
     def generate(self, requests: Sequence[Request]) -> list[Response]: ...
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> EngineInfo:
         """Model, device, dtype and library versions, for reports."""
         ...
 

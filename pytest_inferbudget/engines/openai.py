@@ -4,6 +4,10 @@ Spec: ``openai:URL[?model=NAME&...]``, URL being the server's API root (for exam
 ``http://127.0.0.1:8000/v1``); without ``model`` the server's ``/models`` must list
 exactly one.
 
+Longer than 500 lines because one wire protocol is one concept: the spec's options, the
+stream's parsing and timing, and the mapping of every transport fault to an error that
+names the URL and the fix read best beside each other.
+
 Each generation is one streamed request (``stream: true`` with
 ``stream_options.include_usage``). The clock starts just before the request is sent;
 TTFT is the arrival of the first chunk that carries output (text, or a finish reason:
@@ -34,7 +38,7 @@ from urllib.parse import urlsplit
 
 from pytest_inferbudget.engines import EngineSpec, Progress
 from pytest_inferbudget.errors import EngineError, EngineSpecError, EngineUnavailableError
-from pytest_inferbudget.records import Generation, Request, Response, tpot_ms
+from pytest_inferbudget.records import EngineInfo, Generation, Request, Response, tpot_ms
 
 OPTIONS = (
     "model",
@@ -231,9 +235,9 @@ class OpenAIEngine:
     def spec(self) -> str:
         return self._spec
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> EngineInfo:
         """Settings, and what the server says of the model (``GET /models``) if it answers."""
-        info: dict[str, Any] = {
+        info: EngineInfo = {
             "engine": "openai",
             "model": self.model,
             "base_url": self.settings.base_url,

@@ -16,11 +16,11 @@ import json
 from collections import deque
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pytest_inferbudget.engines import EngineSpec, Progress
 from pytest_inferbudget.errors import EngineError, EngineUnavailableError
-from pytest_inferbudget.records import Generation, Request, Response
+from pytest_inferbudget.records import EngineInfo, Generation, Request, Response
 
 CASSETTE_FORMAT = "inferbudget-cassette"
 CASSETTE_VERSION = 1
@@ -101,17 +101,15 @@ class ReplayEngine:
     def spec(self) -> str:
         return self._spec
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> EngineInfo:
         """The recorded engine's model, on the device "replay": a replayed run gets its
         own hardware key, so it is never compared with timed runs by default."""
-        recorded = {k: v for k, v in self.recorded_engine.items() if k != "spec"}
-        return {
-            **recorded,
-            "engine": "replay",
-            "device": "replay",
-            "cassette": str(self.path),
-            "recorded_spec": self.recorded_engine.get("spec"),
-        }
+        info = cast("EngineInfo", {k: v for k, v in self.recorded_engine.items() if k != "spec"})
+        info["engine"] = "replay"
+        info["device"] = "replay"
+        info["cassette"] = str(self.path)
+        info["recorded_spec"] = self.recorded_engine.get("spec")
+        return info
 
     def generate(self, requests: Sequence[Request]) -> list[Response]:
         missing = [r for r in requests if not self._recordings.get(request_key(r))]

@@ -17,7 +17,7 @@ from pytest_inferbudget.engines import EngineSpec, Progress
 from pytest_inferbudget.engines.prompts import prompt_text
 from pytest_inferbudget.errors import EngineError, EngineSpecError, EngineUnavailableError
 from pytest_inferbudget.models import resolve_model
-from pytest_inferbudget.records import Generation, Request, Response, tpot_ms
+from pytest_inferbudget.records import EngineInfo, Generation, Request, Response, tpot_ms
 
 OPTIONS = ("device", "dtype", "batch_size")
 
@@ -107,9 +107,9 @@ class TransformersEngine:
     def spec(self) -> str:
         return self._spec
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> EngineInfo:
         torch = self._torch
-        info: dict[str, Any] = {
+        info: EngineInfo = {
             "engine": "transformers",
             "model": str(self.model_path),
             "device": self.device,

@@ -31,7 +31,7 @@ from pytest_inferbudget.engines import EngineSpec, Progress
 from pytest_inferbudget.engines.prompts import prompt_text
 from pytest_inferbudget.errors import EngineError, EngineSpecError, EngineUnavailableError
 from pytest_inferbudget.models import resolve_model
-from pytest_inferbudget.records import Generation, Request, Response, tpot_ms
+from pytest_inferbudget.records import EngineInfo, Generation, Request, Response, tpot_ms
 
 OPTIONS = (
     "dtype",
@@ -217,8 +217,8 @@ class VllmEngine:
     def spec(self) -> str:
         return self._spec
 
-    def describe(self) -> dict[str, Any]:
-        info: dict[str, Any] = {
+    def describe(self) -> EngineInfo:
+        info: EngineInfo = {
             "engine": "vllm",
             "model": str(self.model_path),
             "device": self.device,

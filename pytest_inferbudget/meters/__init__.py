@@ -7,21 +7,18 @@ meter measures and how to read its figures.
 
 from __future__ import annotations
 
-from pytest_inferbudget.meters.base import (
-    METER_CHOICES,
-    METHODS,
-    EnergyMeasurement,
-    Meter,
+from pytest_inferbudget.errors import (
     MeterChoiceError,
     MeterError,
     MeterNotSupportedError,
     MeterUnavailableError,
-    NullMeter,
-    select_meter,
 )
+from pytest_inferbudget.meters.base import METHODS, EnergyMeasurement, Meter
 from pytest_inferbudget.meters.memory import MemoryMeasurement, MemoryMeter, process_peak_rss_mb
+from pytest_inferbudget.meters.null import NullMeter
 from pytest_inferbudget.meters.nvml import NvmlDevice, NvmlMeter
 from pytest_inferbudget.meters.rapl import DEFAULT_RAPL_ROOT, RaplMeter, RaplZone
+from pytest_inferbudget.meters.select import METER_CHOICES, select_meter
 
 __all__ = [
     "DEFAULT_RAPL_ROOT",

@@ -31,8 +31,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, final
 
+from pytest_inferbudget.errors import MeterError
 from pytest_inferbudget.meters.base import (
-    MeterError,
     OpenWindows,
     initialized_torch_cuda,
     now_ns,

@@ -17,228 +17,43 @@ samples), and each window reports ``idle_energy_j = idle power x window`` and
 used the GPU during the window (``nvmlDeviceGetComputeRunningProcesses`` lists a
 PID that is neither this process nor one of its descendants), ``shared`` is True.
 
-Every pynvml call lives in :class:`_NvmlDevice`; everything above it only sees the
-small :class:`NvmlDevice` protocol, which is where tests put a recorded stand-in.
-pynvml (the ``nvidia-ml-py`` distribution) is imported when the meter opens, never at
-module import.
+Every pynvml call lives in :mod:`~pytest_inferbudget.meters.nvml_device`; the meter only
+sees its small :class:`NvmlDevice` protocol, which is where tests put a recorded stand-in.
+
+Longer than 500 lines because the two ways of reading a window (counter differences with
+their stall fallback, and the power sampler thread for boards without a counter) share
+the window's bookkeeping, idle power and sharing check.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import os
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Protocol, final
+from typing import Any, final
 
+from pytest_inferbudget.errors import MeterError, MeterNotSupportedError, MeterUnavailableError
 from pytest_inferbudget.meters.base import (
     EnergyMeasurement,
-    MeterError,
-    MeterNotSupportedError,
-    MeterUnavailableError,
     OpenWindows,
     initialized_torch_cuda,
     now_ns,
     synchronize_accelerator,
     window_seconds,
 )
+from pytest_inferbudget.vocabulary import EnergyMethod
 
 __all__ = ["NvmlDevice", "NvmlMeter", "select_visible", "translate_nvml_error"]
 
-# NVML return codes, from nvml.h (stable across driver versions).
-NVML_ERROR_UNINITIALIZED: Final = 1
-NVML_ERROR_NOT_SUPPORTED: Final = 3
-NVML_ERROR_NO_PERMISSION: Final = 4
-NVML_ERROR_DRIVER_NOT_LOADED: Final = 9
-NVML_ERROR_LIBRARY_NOT_FOUND: Final = 12
-NVML_ERROR_FUNCTION_NOT_FOUND: Final = 13
-NVML_ERROR_GPU_IS_LOST: Final = 15
-NVML_ERROR_LIB_RM_VERSION_MISMATCH: Final = 18
-
-_UNAVAILABLE_HINTS: Final = {
-    NVML_ERROR_LIBRARY_NOT_FOUND: (
-        "libnvidia-ml.so.1 was not found: this machine has no NVIDIA driver "
-        "(install the driver, or in a container run with the NVIDIA container toolkit)"
-    ),
-    NVML_ERROR_DRIVER_NOT_LOADED: (
-        "the NVIDIA driver is installed but not loaded (check that `nvidia-smi` works)"
-    ),
-    NVML_ERROR_NO_PERMISSION: (
-        "this user may not query the GPU (check the permissions of /dev/nvidia*)"
-    ),
-    NVML_ERROR_LIB_RM_VERSION_MISMATCH: (
-        "the NVML library and the loaded kernel driver differ in version "
-        "(reboot, or reload the nvidia kernel module)"
-    ),
-    NVML_ERROR_GPU_IS_LOST: "the GPU fell off the bus and needs a reset",
-}
-_NOT_SUPPORTED_HINTS: Final = {
-    NVML_ERROR_NOT_SUPPORTED: "this GPU or driver does not support it",
-    NVML_ERROR_FUNCTION_NOT_FOUND: "the driver is too old for this call",
-}
-_OTHER_HINTS: Final = {
-    NVML_ERROR_UNINITIALIZED: "NVML was used after nvmlShutdown (a closed meter?)",
-}
-
-
-class NvmlDevice(Protocol):
-    """The four NVML readings the meter needs from one GPU.
-
-    :class:`_NvmlDevice` implements it over pynvml; tests implement it with a recorded
-    counter sequence. Errors are raised as :class:`MeterError` subclasses, with
-    :class:`MeterNotSupportedError` for what the hardware cannot do.
-    """
-
-    def name(self) -> str:
-        """A label for reports, such as ``nvml:0 NVIDIA H100 80GB HBM3``."""
-        ...
-
-    def total_energy_mj(self) -> int:
-        """The total-energy counter, millijoules since the driver loaded."""
-        ...
-
-    def power_mw(self) -> int:
-        """The board's power draw, milliwatts."""
-        ...
-
-    def process_pids(self) -> tuple[int, ...]:
-        """PIDs of the compute processes that hold a context on the GPU."""
-        ...
-
-
-def translate_nvml_error(exc: BaseException, function: str) -> MeterError:
-    """The package's exception for a pynvml ``NVMLError`` (or a missing binding)."""
-    if isinstance(exc, AttributeError):
-        return MeterNotSupportedError(
-            f"{function} is missing from the installed pynvml: "
-            "`pip install -U nvidia-ml-py` for the official, current bindings"
-        )
-    code = getattr(exc, "value", None)
-    detail = f"{function} failed: {exc} (NVML error code {code})"
-    if code in _UNAVAILABLE_HINTS:
-        return MeterUnavailableError(f"{detail}: {_UNAVAILABLE_HINTS[code]}")
-    if code in _NOT_SUPPORTED_HINTS:
-        return MeterNotSupportedError(f"{detail}: {_NOT_SUPPORTED_HINTS[code]}")
-    if code in _OTHER_HINTS:
-        return MeterError(f"{detail}: {_OTHER_HINTS[code]}")
-    return MeterError(detail)
-
-
-def _call(nvml: Any, function: str, *args: Any) -> Any:
-    """Call ``nvml.<function>(*args)``, translating NVML's errors into ours."""
-    try:
-        bound = getattr(nvml, function)
-    except AttributeError as exc:
-        raise translate_nvml_error(exc, function) from exc
-    try:
-        return bound(*args)
-    except nvml.NVMLError as exc:
-        raise translate_nvml_error(exc, function) from exc
-
-
-def _text(value: Any) -> str:
-    """pynvml returns bytes in old releases and str in new ones."""
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-def _import_pynvml() -> Any:
-    try:
-        return importlib.import_module("pynvml")
-    except ImportError:
-        raise MeterUnavailableError(
-            "pynvml is not installed: `pip install nvidia-ml-py` (NVIDIA's official NVML "
-            "bindings) on a machine with an NVIDIA GPU and driver"
-        ) from None
-
-
-def select_visible(uuids: Sequence[str], visible: str | None) -> list[int]:
-    """NVML indices of the GPUs that ``CUDA_VISIBLE_DEVICES`` (``visible``) leaves visible.
-
-    ``None`` means all. Entries are indices or ``GPU-`` UUID prefixes; like CUDA, the
-    list stops at the first entry that names no GPU (or repeats one). Integer entries
-    are NVML indices, which follow PCI bus order: they match CUDA's when
-    ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` or when the GPUs are all alike. MIG instances are
-    refused: NVML's energy counter covers the whole GPU, not one instance.
-    """
-    if visible is None:
-        return list(range(len(uuids)))
-    chosen: list[int] = []
-    for token in (t.strip() for t in visible.split(",")):
-        if token.startswith("MIG-"):
-            raise MeterUnavailableError(
-                f"CUDA_VISIBLE_DEVICES selects a MIG instance ({token}); NVML measures "
-                "energy for the whole GPU only, so it cannot be given to one instance: "
-                "use a full GPU, or choose the meter 'off'"
-            )
-        if token.startswith("GPU-"):
-            matches = [i for i, uuid in enumerate(uuids) if uuid.startswith(token)]
-            if len(matches) != 1:
-                break
-            index = matches[0]
-        else:
-            try:
-                index = int(token)
-            except ValueError:
-                break
-            if not 0 <= index < len(uuids):
-                break
-        if index in chosen:
-            break
-        chosen.append(index)
-    return chosen
-
-
-@final
-class _NvmlDevice:
-    """One GPU seen through pynvml: the only code in the package that calls pynvml."""
-
-    __slots__ = ("_handle", "_label", "_nvml")
-
-    def __init__(self, nvml: Any, handle: Any, label: str) -> None:
-        self._nvml = nvml
-        self._handle = handle
-        self._label = label
-
-    @classmethod
-    def open_visible(cls, nvml: Any, visible: str | None) -> list[_NvmlDevice]:
-        """Initialise NVML and open the GPUs ``CUDA_VISIBLE_DEVICES`` leaves visible."""
-        _call(nvml, "nvmlInit")
-        try:
-            count = int(_call(nvml, "nvmlDeviceGetCount"))
-            handles = [_call(nvml, "nvmlDeviceGetHandleByIndex", i) for i in range(count)]
-            uuids = [_text(_call(nvml, "nvmlDeviceGetUUID", h)) for h in handles]
-            return [
-                cls(
-                    nvml,
-                    handles[i],
-                    f"nvml:{i} {_text(_call(nvml, 'nvmlDeviceGetName', handles[i]))}",
-                )
-                for i in select_visible(uuids, visible)
-            ]
-        except BaseException:
-            cls.shutdown(nvml)
-            raise
-
-    @staticmethod
-    def shutdown(nvml: Any) -> None:
-        with contextlib.suppress(MeterError):
-            _call(nvml, "nvmlShutdown")
-
-    def name(self) -> str:
-        return self._label
-
-    def total_energy_mj(self) -> int:
-        return int(_call(self._nvml, "nvmlDeviceGetTotalEnergyConsumption", self._handle))
-
-    def power_mw(self) -> int:
-        return int(_call(self._nvml, "nvmlDeviceGetPowerUsage", self._handle))
-
-    def process_pids(self) -> tuple[int, ...]:
-        processes = _call(self._nvml, "nvmlDeviceGetComputeRunningProcesses", self._handle)
-        return tuple(int(p.pid) for p in processes)
+from pytest_inferbudget.meters.nvml_device import (
+    NvmlDevice,
+    PynvmlDevice,
+    import_pynvml,
+    select_visible,
+    translate_nvml_error,
+)
 
 
 def descendant_pids(root_pid: int, proc: str = "/proc") -> set[int]:
@@ -434,9 +249,9 @@ class NvmlMeter:
         return self._idle_power_w
 
     @property
-    def method(self) -> str:
+    def method(self) -> EnergyMethod:
         """``counter`` or ``power_integration``: how windows are normally measured."""
-        return "counter" if self._use_counter else "power_integration"
+        return EnergyMethod.COUNTER if self._use_counter else EnergyMethod.POWER_INTEGRATION
 
     def available(self) -> tuple[bool, str]:
         if self._closed:
@@ -462,8 +277,8 @@ class NvmlMeter:
 
     def _open(self) -> None:
         if self._given is None:
-            self._nvml = _import_pynvml()
-            devices: Sequence[NvmlDevice] = _NvmlDevice.open_visible(
+            self._nvml = import_pynvml()
+            devices: Sequence[NvmlDevice] = PynvmlDevice.open_visible(
                 self._nvml, os.environ.get("CUDA_VISIBLE_DEVICES")
             )
         else:
@@ -547,7 +362,7 @@ class NvmlMeter:
             gross_j = sum(
                 trapezoid_j(times, [w[i] for _, w in samples]) for i in range(len(self._devices))
             )
-            method = "power_integration"
+            method = EnergyMethod.POWER_INTEGRATION
             notes.append(
                 f"this GPU has no total-energy counter: energy integrates {len(samples)} "
                 f"NVML power samples (about every {self._power_sample_interval_s:g} s, "
@@ -647,7 +462,7 @@ class NvmlMeter:
             self._sampler.close()
             self._sampler = None
         if self._nvml is not None:
-            _NvmlDevice.shutdown(self._nvml)
+            PynvmlDevice.shutdown(self._nvml)
             self._nvml = None
 
     def __repr__(self) -> str:
@@ -670,7 +485,7 @@ def counter_energy_j(
     end_power_mw: Sequence[int | None],
     window_s: float,
     update_period_s: float,
-) -> tuple[float | None, str, list[str]]:
+) -> tuple[float | None, EnergyMethod, list[str]]:
     """Gross energy of a window from counter readings: ``(joules, method, notes)``.
 
     Each device's energy is its counter difference. A counter that did not move is
@@ -691,7 +506,7 @@ def counter_energy_j(
                 f"the energy counter of {device} went backwards (driver reloaded?): "
                 "the window is unmeasured"
             )
-            return None, "unmeasured", notes
+            return None, EnergyMethod.UNMEASURED, notes
         p0, p1 = begin_power_mw[i], end_power_mw[i]
         if p0 is None or p1 is None:
             notes.append(
@@ -699,7 +514,7 @@ def counter_energy_j(
                 f"(it updates about every {update_period_s:g} s) and the GPU reports no "
                 "power to fall back on: the window is unmeasured, not 0 J"
             )
-            return None, "unmeasured", notes
+            return None, EnergyMethod.UNMEASURED, notes
         total_j += (p0 + p1) / 2.0 / 1000.0 * window_s
         fell_back.append(device)
     if fell_back:
@@ -709,11 +524,11 @@ def counter_energy_j(
             f"readings at the window's ends on {', '.join(fell_back)}; batch requests into "
             "windows of a second or more for counter readings"
         )
-        return total_j, "power_integration", notes
+        return total_j, EnergyMethod.POWER_INTEGRATION, notes
     if window_s < update_period_s:
         notes.append(
             f"window of {window_s:.3f} s is shorter than the counter's update period "
             f"(about {update_period_s:g} s): the counter difference may be off by up to "
             "one update"
         )
-    return total_j, "counter", notes
+    return total_j, EnergyMethod.COUNTER, notes

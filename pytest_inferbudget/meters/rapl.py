@@ -29,15 +29,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, final
 
+from pytest_inferbudget.errors import MeterError, MeterUnavailableError
 from pytest_inferbudget.meters.base import (
     EnergyMeasurement,
-    MeterError,
-    MeterUnavailableError,
     OpenWindows,
     now_ns,
     synchronize_accelerator,
     window_seconds,
 )
+from pytest_inferbudget.vocabulary import EnergyMethod
 
 __all__ = ["DEFAULT_RAPL_ROOT", "RaplMeter", "RaplZone", "find_package_zones"]
 
@@ -240,7 +240,7 @@ class RaplMeter:
             idle_energy_j=idle_j,
             net_energy_j=net_j,
             window_s=window_s,
-            method="rapl",
+            method=EnergyMethod.RAPL,
             devices=self.devices,
             shared=None,
             note="; ".join(notes),

@@ -15,8 +15,9 @@ from pytest_inferbudget.metrics.stats import quantile
 
 EXACT_MAX_SAMPLES = 8
 """The exact permutation p-value is used when the smaller sample has at most this many
-values and there are no ties, scipy's ``method="auto"`` rule, so a report's p-value is
-what ``scipy.stats.mannwhitneyu`` gives by default."""
+values and there are no ties, whatever the size of the larger one: scipy's
+``method="auto"`` rule, so a report's p-value is what ``scipy.stats.mannwhitneyu`` gives
+by default."""
 
 
 def _finite_sample(name: str, values: Sequence[float]) -> list[float]:
@@ -77,7 +78,7 @@ def mann_whitney_u(a: Sequence[float], b: Sequence[float]) -> tuple[float, float
 
     ``U`` counts the pairs in which the value from ``a`` is larger, ties counting one half
     (``scipy.stats.mannwhitneyu``'s ``U1``); ``U`` below ``len(a) * len(b) / 2`` means
-    ``b`` tends to be larger. Without ties and with both samples of at most
+    ``b`` tends to be larger. Without ties and with the smaller sample of at most
     :data:`EXACT_MAX_SAMPLES` values the p-value is exact, from the permutation
     distribution of U (``2 * P(U <= min(U, n1 n2 - U))``, capped at 1). Otherwise it is the
     normal approximation with the tie-corrected variance and a continuity correction of

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pytest_inferbudget.records.codec import decode_float, encode_float
 from pytest_inferbudget.records.comparison import Comparison, MetricChange, TestComparison
+from pytest_inferbudget.records.engine import EngineInfo
 from pytest_inferbudget.records.requests import (
     Generation,
     Prompt,
@@ -32,6 +33,7 @@ __all__ = [
     "BudgetResult",
     "CommitInfo",
     "Comparison",
+    "EngineInfo",
     "Generation",
     "MetricChange",
     "Prompt",

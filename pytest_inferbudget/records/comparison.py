@@ -65,7 +65,7 @@ class MetricChange:
             "n_baseline": self.n_baseline,
             "n_candidate": self.n_candidate,
             "threshold": self.threshold,
-            "verdict": self.verdict,
+            "verdict": str(self.verdict),
             "ci_low": encode_float(self.ci_low),
             "ci_high": encode_float(self.ci_high),
             "detail": self.detail,

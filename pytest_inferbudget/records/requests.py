@@ -11,6 +11,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_inferbudget.errors import MeterError
+from pytest_inferbudget.records.energy import EnergyMeasurement
+
 Prompt = str | tuple[dict[str, str], ...]
 """A chat prompt: one user message as a string, or a sequence of ``{"role", "content"}``."""
 
@@ -166,9 +169,10 @@ class Response:
     request: Request
     generations: tuple[Generation, ...]
     engine: str = ""
-    energy: dict[str, Any] | None = None
-    """This request's share of its engine call's energy window (``EnergyMeasurement``
-    fields, joules split by completion tokens); None when no meter ran."""
+    energy: EnergyMeasurement | None = None
+    """This request's share of its engine call's energy window
+    (:meth:`EnergyMeasurement.portion`, joules split by completion tokens); None when no
+    meter ran."""
     peak_memory_mb: float | None = None
     """Peak resident memory of the process during the engine call that served it."""
     idealized_ms: float | None = None
@@ -181,11 +185,11 @@ class Response:
 
     @property
     def energy_j(self) -> float | None:
-        return None if self.energy is None else self.energy.get("gross_energy_j")
+        return None if self.energy is None else self.energy.gross_energy_j
 
     @property
     def net_energy_j(self) -> float | None:
-        return None if self.energy is None else self.energy.get("net_energy_j")
+        return None if self.energy is None else self.energy.net_energy_j
 
     @property
     def text(self) -> str:
@@ -230,7 +234,7 @@ class Response:
             "engine": self.engine,
             "request": self.request.to_dict(),
             "generations": [g.to_dict() for g in self.generations],
-            "energy": self.energy,
+            "energy": None if self.energy is None else self.energy.to_dict(),
             "peak_memory_mb": self.peak_memory_mb,
             "idealized_ms": self.idealized_ms,
             "roofline_ms": self.roofline_ms,
@@ -243,12 +247,22 @@ class Response:
             request=Request.from_dict(data["request"]),
             generations=tuple(Generation.from_dict(g) for g in data["generations"]),
             engine=data["engine"],
-            energy=data.get("energy"),
+            energy=_energy_from_dict(data.get("energy")),
             peak_memory_mb=data.get("peak_memory_mb"),
             idealized_ms=data.get("idealized_ms"),
             roofline_ms=data.get("roofline_ms"),
             replayed=data.get("replayed", False),
         )
+
+
+def _energy_from_dict(data: dict[str, Any] | None) -> EnergyMeasurement | None:
+    """A response's energy; bad data is a ``ValueError``, as for any other record field."""
+    if data is None:
+        return None
+    try:
+        return EnergyMeasurement.from_dict(data)
+    except MeterError as exc:
+        raise ValueError(f"a response's energy is not a measurement: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)

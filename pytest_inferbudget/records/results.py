@@ -7,6 +7,7 @@ from typing import Any
 
 from pytest_inferbudget.records.codec import decode_float, encode_float
 from pytest_inferbudget.records.comparison import Comparison
+from pytest_inferbudget.records.engine import EngineInfo
 from pytest_inferbudget.records.requests import Response, Score, Trace
 from pytest_inferbudget.vocabulary import Direction, Verdict
 
@@ -40,9 +41,9 @@ class BudgetResult:
             "unit": self.unit,
             "measured": encode_float(self.measured),
             "samples": self.samples,
-            "verdict": self.verdict,
+            "verdict": str(self.verdict),
             "reason": self.reason,
-            "direction": self.direction,
+            "direction": str(self.direction),
             "ci_low": encode_float(self.ci_low),
             "ci_high": encode_float(self.ci_high),
             "confidence": self.confidence,
@@ -146,7 +147,7 @@ class RunRecord:
     started_at: str
     """ISO 8601, UTC."""
     finished_at: str = ""
-    engine: dict[str, Any] = field(default_factory=dict)
+    engine: EngineInfo = field(default_factory=lambda: EngineInfo())
     hardware: dict[str, Any] = field(default_factory=dict)
     libraries: dict[str, str] = field(default_factory=dict)
     tests: list[TestRecord] = field(default_factory=list)

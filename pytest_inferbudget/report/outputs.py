@@ -81,11 +81,11 @@ def write_outputs(
         (settings.markdown_path, "report", lambda path: _markdown(path, data, run.comparison)),
         (settings.html_path, "report", lambda path: _html(path, data, run.comparison)),
     ]
-    if settings.save is not None:
+    if settings.saves:
         from pytest_inferbudget.compare import hardware_key
         from pytest_inferbudget.storage import save_run
 
-        name = settings.save if not settings.autosave else autosave_name(data["commit"])
+        name = autosave_name(data["commit"]) if settings.save is None else settings.save
         folder = settings.storage
 
         def save(_: Path) -> None:

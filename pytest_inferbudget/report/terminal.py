@@ -32,9 +32,12 @@ def format_limit(limit: float, unit: str, direction: Direction) -> str:
 
 
 def format_interval(result: BudgetResult) -> str:
-    """``[low, high] @95%``; a side no sample could bound shows as ``?``."""
+    """``[low, high] @95%``; a side no sample could bound shows as ``?``, and a budget with
+    neither side bounded says so instead of ``[?, ?]`` (its reason says why)."""
     if result.confidence is None:
         return ""
+    if result.ci_low is None and result.ci_high is None:
+        return "no interval"
     low, high = (
         "?" if v is None else format_value(v, "").strip() for v in (result.ci_low, result.ci_high)
     )

@@ -8,6 +8,7 @@ no pytest. See ``docs/strategies.md``.
 
 from __future__ import annotations
 
+from pytest_inferbudget.errors import StrategyConfigError, StrategyError
 from pytest_inferbudget.strategies.adaptive import (
     AdaptiveConsistency,
     beta_stop_probability,
@@ -19,8 +20,6 @@ from pytest_inferbudget.strategies.base import (
     Normalizer,
     Scorer,
     Strategy,
-    StrategyConfigError,
-    StrategyError,
     StrategyResult,
     derive_seed,
 )

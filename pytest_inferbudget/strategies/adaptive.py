@@ -40,11 +40,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from pytest_inferbudget.errors import StrategyConfigError
 from pytest_inferbudget.records import Prompt, Response
 from pytest_inferbudget.strategies.base import (
     Extractor,
     Normalizer,
-    StrategyConfigError,
     StrategyResult,
     check_callable,
     check_int,

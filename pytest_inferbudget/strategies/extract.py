@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 import string
 
-from pytest_inferbudget.strategies.base import Extractor, StrategyConfigError
+from pytest_inferbudget.errors import StrategyConfigError
+from pytest_inferbudget.strategies.base import Extractor
 
 _NUMBER = re.compile(
     # a minus sign only where it cannot be a hyphen or a range ("3-4" ends in 4, not -4)

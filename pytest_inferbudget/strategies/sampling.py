@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pytest_inferbudget.errors import StrategyError
 from pytest_inferbudget.records import Prompt, Request
 from pytest_inferbudget.strategies.base import (
     Candidate,
     Extractor,
     Scorer,
-    StrategyError,
     StrategyResult,
     best_index,
     call_engine,

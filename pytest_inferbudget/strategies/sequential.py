@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pytest_inferbudget.errors import StrategyConfigError
 from pytest_inferbudget.records import Prompt, Request, Response
 from pytest_inferbudget.strategies.base import (
     Candidate,
     Extractor,
-    StrategyConfigError,
     StrategyResult,
     call_engine,
     check_callable,

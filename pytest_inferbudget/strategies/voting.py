@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pytest_inferbudget.errors import StrategyConfigError
 from pytest_inferbudget.records import Prompt, Response
 from pytest_inferbudget.strategies.base import (
     Candidate,
     Extractor,
     Normalizer,
     Scorer,
-    StrategyConfigError,
     StrategyResult,
     best_index,
     check_callable,

@@ -1,7 +1,7 @@
 """How well an idealized-runtime profile predicts requests it was not calibrated on.
 
 For each engine (the transformers engine and vLLM in process, both on the default model),
-``pytest_inferbudget.idealized.calibrate`` times the calibration grid (HELM's prompt
+``pytest_inferbudget.perfmodel.calibrate`` times the calibration grid (HELM's prompt
 lengths 1, 256, 512, 1024, 1536 by default; output lengths 8 and 32; repeats; a warm-up)
 and fits the profile, exactly as ``inferbudget calibrate`` does. Then held-out requests,
 whose prompt and output lengths are all off the grid (in between its lengths, and output
@@ -42,7 +42,7 @@ from typing import Any
 
 from pytest_inferbudget import hardware
 from pytest_inferbudget.engines import DEFAULT_ENGINE_SPEC, Engine, EngineSpec
-from pytest_inferbudget.idealized import (
+from pytest_inferbudget.perfmodel import (
     DEFAULT_OUTPUT_LENGTHS,
     DEFAULT_REPEATS,
     PROMPT_LENGTHS,

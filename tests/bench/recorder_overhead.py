@@ -27,12 +27,11 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from pytest_inferbudget.engines import DEFAULT_ENGINE_SPEC, Engine, EngineSpec, create_engine
 from pytest_inferbudget.meters import MemoryMeter, select_meter
 from pytest_inferbudget.recorder import Metering, Recorder
-from pytest_inferbudget.records import Request, Response
+from pytest_inferbudget.records import EngineInfo, Request, Response
 
 PROMPTS = [
     "What is the capital of France? Answer in one word.",
@@ -60,7 +59,7 @@ class TimedEngine:
         finally:
             self.inside_ns += time.perf_counter_ns() - start_ns
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> EngineInfo:
         return self.engine.describe()
 
     def close(self) -> None:

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pytest_inferbudget.engines import DEFAULT_ENGINE_SPEC, Engine, EngineSpec, create_engine
-from pytest_inferbudget.records import Request, Response
+from pytest_inferbudget.records import EngineInfo, Request, Response
 from pytest_inferbudget.strategies import (
     AdaptiveConsistency,
     BestOfN,
@@ -139,7 +139,7 @@ class PoolEngine:
     def spec(self) -> str:
         return f"pool({self.pool.engine})"
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> EngineInfo:
         return {"engine": self.spec}
 
     def close(self) -> None:

@@ -1,0 +1,212 @@
+"""NVIDIA GPUs as NVML sees them: the only code in the package that calls pynvml.
+
+Vendor access apart from the measurement window, as zeus separates ``device/gpu`` from
+``monitor``: :class:`NvmlDevice` is the small protocol the meter
+(:mod:`~pytest_inferbudget.meters.nvml`) sees and tests replace with a recorded stand-in;
+``PynvmlDevice`` implements it with pynvml, and :func:`translate_nvml_error` maps NVML's
+return codes to the package's exceptions, each with its fix. pynvml (the ``nvidia-ml-py``
+distribution) is imported when a device opens, never at module import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from collections.abc import Sequence
+from typing import Any, Final, Protocol, final
+
+from pytest_inferbudget.errors import MeterError, MeterNotSupportedError, MeterUnavailableError
+
+__all__ = ["NvmlDevice", "PynvmlDevice", "import_pynvml", "select_visible", "translate_nvml_error"]
+
+# NVML return codes, from nvml.h (stable across driver versions).
+NVML_ERROR_UNINITIALIZED: Final = 1
+NVML_ERROR_NOT_SUPPORTED: Final = 3
+NVML_ERROR_NO_PERMISSION: Final = 4
+NVML_ERROR_DRIVER_NOT_LOADED: Final = 9
+NVML_ERROR_LIBRARY_NOT_FOUND: Final = 12
+NVML_ERROR_FUNCTION_NOT_FOUND: Final = 13
+NVML_ERROR_GPU_IS_LOST: Final = 15
+NVML_ERROR_LIB_RM_VERSION_MISMATCH: Final = 18
+
+_UNAVAILABLE_HINTS: Final = {
+    NVML_ERROR_LIBRARY_NOT_FOUND: (
+        "libnvidia-ml.so.1 was not found: this machine has no NVIDIA driver "
+        "(install the driver, or in a container run with the NVIDIA container toolkit)"
+    ),
+    NVML_ERROR_DRIVER_NOT_LOADED: (
+        "the NVIDIA driver is installed but not loaded (check that `nvidia-smi` works)"
+    ),
+    NVML_ERROR_NO_PERMISSION: (
+        "this user may not query the GPU (check the permissions of /dev/nvidia*)"
+    ),
+    NVML_ERROR_LIB_RM_VERSION_MISMATCH: (
+        "the NVML library and the loaded kernel driver differ in version "
+        "(reboot, or reload the nvidia kernel module)"
+    ),
+    NVML_ERROR_GPU_IS_LOST: "the GPU fell off the bus and needs a reset",
+}
+_NOT_SUPPORTED_HINTS: Final = {
+    NVML_ERROR_NOT_SUPPORTED: "this GPU or driver does not support it",
+    NVML_ERROR_FUNCTION_NOT_FOUND: "the driver is too old for this call",
+}
+_OTHER_HINTS: Final = {
+    NVML_ERROR_UNINITIALIZED: "NVML was used after nvmlShutdown (a closed meter?)",
+}
+
+
+class NvmlDevice(Protocol):
+    """The four NVML readings the meter needs from one GPU.
+
+    :class:`PynvmlDevice` implements it over pynvml; tests implement it with a recorded
+    counter sequence. Errors are raised as :class:`MeterError` subclasses, with
+    :class:`MeterNotSupportedError` for what the hardware cannot do.
+    """
+
+    def name(self) -> str:
+        """A label for reports, such as ``nvml:0 NVIDIA H100 80GB HBM3``."""
+        ...
+
+    def total_energy_mj(self) -> int:
+        """The total-energy counter, millijoules since the driver loaded."""
+        ...
+
+    def power_mw(self) -> int:
+        """The board's power draw, milliwatts."""
+        ...
+
+    def process_pids(self) -> tuple[int, ...]:
+        """PIDs of the compute processes that hold a context on the GPU."""
+        ...
+
+
+def translate_nvml_error(exc: BaseException, function: str) -> MeterError:
+    """The package's exception for a pynvml ``NVMLError`` (or a missing binding)."""
+    if isinstance(exc, AttributeError):
+        return MeterNotSupportedError(
+            f"{function} is missing from the installed pynvml: "
+            "`pip install -U nvidia-ml-py` for the official, current bindings"
+        )
+    code = getattr(exc, "value", None)
+    detail = f"{function} failed: {exc} (NVML error code {code})"
+    if code in _UNAVAILABLE_HINTS:
+        return MeterUnavailableError(f"{detail}: {_UNAVAILABLE_HINTS[code]}")
+    if code in _NOT_SUPPORTED_HINTS:
+        return MeterNotSupportedError(f"{detail}: {_NOT_SUPPORTED_HINTS[code]}")
+    if code in _OTHER_HINTS:
+        return MeterError(f"{detail}: {_OTHER_HINTS[code]}")
+    return MeterError(detail)
+
+
+def _call(nvml: Any, function: str, *args: Any) -> Any:
+    """Call ``nvml.<function>(*args)``, translating NVML's errors into ours."""
+    try:
+        bound = getattr(nvml, function)
+    except AttributeError as exc:
+        raise translate_nvml_error(exc, function) from exc
+    try:
+        return bound(*args)
+    except nvml.NVMLError as exc:
+        raise translate_nvml_error(exc, function) from exc
+
+
+def _text(value: Any) -> str:
+    """pynvml returns bytes in old releases and str in new ones."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def import_pynvml() -> Any:
+    try:
+        return importlib.import_module("pynvml")
+    except ImportError:
+        raise MeterUnavailableError(
+            "pynvml is not installed: `pip install nvidia-ml-py` (NVIDIA's official NVML "
+            "bindings) on a machine with an NVIDIA GPU and driver"
+        ) from None
+
+
+def select_visible(uuids: Sequence[str], visible: str | None) -> list[int]:
+    """NVML indices of the GPUs that ``CUDA_VISIBLE_DEVICES`` (``visible``) leaves visible.
+
+    ``None`` means all. Entries are indices or ``GPU-`` UUID prefixes; like CUDA, the
+    list stops at the first entry that names no GPU (or repeats one). Integer entries
+    are NVML indices, which follow PCI bus order: they match CUDA's when
+    ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` or when the GPUs are all alike. MIG instances are
+    refused: NVML's energy counter covers the whole GPU, not one instance.
+    """
+    if visible is None:
+        return list(range(len(uuids)))
+    chosen: list[int] = []
+    for token in (t.strip() for t in visible.split(",")):
+        if token.startswith("MIG-"):
+            raise MeterUnavailableError(
+                f"CUDA_VISIBLE_DEVICES selects a MIG instance ({token}); NVML measures "
+                "energy for the whole GPU only, so it cannot be given to one instance: "
+                "use a full GPU, or choose the meter 'off'"
+            )
+        if token.startswith("GPU-"):
+            matches = [i for i, uuid in enumerate(uuids) if uuid.startswith(token)]
+            if len(matches) != 1:
+                break
+            index = matches[0]
+        else:
+            try:
+                index = int(token)
+            except ValueError:
+                break
+            if not 0 <= index < len(uuids):
+                break
+        if index in chosen:
+            break
+        chosen.append(index)
+    return chosen
+
+
+@final
+class PynvmlDevice:
+    """One GPU seen through pynvml: the only code in the package that calls pynvml."""
+
+    __slots__ = ("_handle", "_label", "_nvml")
+
+    def __init__(self, nvml: Any, handle: Any, label: str) -> None:
+        self._nvml = nvml
+        self._handle = handle
+        self._label = label
+
+    @classmethod
+    def open_visible(cls, nvml: Any, visible: str | None) -> list[PynvmlDevice]:
+        """Initialise NVML and open the GPUs ``CUDA_VISIBLE_DEVICES`` leaves visible."""
+        _call(nvml, "nvmlInit")
+        try:
+            count = int(_call(nvml, "nvmlDeviceGetCount"))
+            handles = [_call(nvml, "nvmlDeviceGetHandleByIndex", i) for i in range(count)]
+            uuids = [_text(_call(nvml, "nvmlDeviceGetUUID", h)) for h in handles]
+            return [
+                cls(
+                    nvml,
+                    handles[i],
+                    f"nvml:{i} {_text(_call(nvml, 'nvmlDeviceGetName', handles[i]))}",
+                )
+                for i in select_visible(uuids, visible)
+            ]
+        except BaseException:
+            cls.shutdown(nvml)
+            raise
+
+    @staticmethod
+    def shutdown(nvml: Any) -> None:
+        with contextlib.suppress(MeterError):
+            _call(nvml, "nvmlShutdown")
+
+    def name(self) -> str:
+        return self._label
+
+    def total_energy_mj(self) -> int:
+        return int(_call(self._nvml, "nvmlDeviceGetTotalEnergyConsumption", self._handle))
+
+    def power_mw(self) -> int:
+        return int(_call(self._nvml, "nvmlDeviceGetPowerUsage", self._handle))
+
+    def process_pids(self) -> tuple[int, ...]:
+        processes = _call(self._nvml, "nvmlDeviceGetComputeRunningProcesses", self._handle)
+        return tuple(int(p.pid) for p in processes)
