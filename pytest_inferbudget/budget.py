@@ -11,9 +11,10 @@ a conflict.
 Two families of keys: *cost* keys sample each trace (one logical request) the test
 recorded; *accuracy* keys aggregate the scores given with ``infer.score``.
 
-This module is all that ``pytest --co`` loads of budgets, so it stays small and cheap to
-import: key tables and value objects are named tuples (a slotted dataclass costs about a
-millisecond to build at import). Judging records against the limits lives in
+Longer than 500 lines because the key table and the marker parser that checks every key
+against it are one concept. This module is all that ``pytest --co`` loads of budgets, so it
+stays cheap to import: key tables and value objects are named tuples (a slotted dataclass
+costs about a millisecond to build at import). Judging records against the limits lives in
 :mod:`pytest_inferbudget.verdicts`, imported once a budgeted test has run.
 """
 
@@ -72,6 +73,9 @@ class Key(NamedTuple):
     the point change when no test can reach significance."""
     unmeasured_hint: str = ""
     """Why a trace may carry no sample of it, for the verdict's reason."""
+    wall_clock: bool = False
+    """Measured by a wall clock, so other load on the machine stretches it: a comparison
+    between runs under different load calls its change inconclusive."""
 
     @property
     def accuracy(self) -> bool:
@@ -102,19 +106,29 @@ KEYS: dict[str, Key] = {
         "ms",
         lambda t, _: [t.e2e_ms],
         compared=True,
+        wall_clock=True,
         unmeasured_hint="the engine measured no end-to-end time (replayed results carry none)",
     ),
     "ttft_ms": Key(
         "ms",
         lambda t, _: [t.ttft_ms],
         compared=True,
+        wall_clock=True,
         unmeasured_hint="the engine measured no time to first token",
     ),
     "tpot_ms": Key(
         "ms",
         lambda t, _: [t.tpot_ms],
         compared=True,
+        wall_clock=True,
         unmeasured_hint="time per output token needs a completion of two or more tokens",
+    ),
+    "cpu_ms_per_request": Key(
+        "ms",
+        lambda t, _: [t.cpu_ms],
+        compared=True,
+        unmeasured_hint="no CPU time: the engine is a server this session did not start, or "
+        "the results were replayed",
     ),
     "joules_per_token": Key(
         "J/token", totals=_energy_totals, fixed_stat="total", needs_hardware=True

@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pytest_inferbudget.budget import COMPARED_KEYS, KEYS
+from pytest_inferbudget.contention import LOAD_TOLERANCE, judge_under_load
 from pytest_inferbudget.errors import ComparisonError
 from pytest_inferbudget.hardware import Machine
 from pytest_inferbudget.metrics.significance import (
@@ -48,7 +49,14 @@ from pytest_inferbudget.records import (
 from pytest_inferbudget.verdicts import samples_of
 from pytest_inferbudget.vocabulary import Change, Direction
 
-__all__ = ["DEFAULT_THRESHOLD", "ComparisonError", "compare_runs", "compare_test", "hardware_key"]
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "LOAD_TOLERANCE",
+    "ComparisonError",
+    "compare_runs",
+    "compare_test",
+    "hardware_key",
+]
 
 DEFAULT_THRESHOLD = 0.05
 """Relative change tolerated for a timed metric no --inferbudget-compare-fail (or
@@ -353,6 +361,7 @@ def compare_test(
     default_threshold: float = DEFAULT_THRESHOLD,
     alpha: float = 0.05,
     resamples: int = 1000,
+    load_tolerance: float = LOAD_TOLERANCE,
 ) -> TestComparison:
     """One test of the candidate against the same test of the baseline (see the module)."""
     nodeid = cand.nodeid
@@ -371,7 +380,11 @@ def compare_test(
         changes[metric] = _exact(
             nodeid, metric, _exact_counts(base, metric), _exact_counts(cand, metric), limits
         )
-    ordered = [changes[m] for m in before if m in changes]
+    ordered = [
+        judge_under_load(changes[m], base.machine, cand.machine, load_tolerance)
+        for m in before
+        if m in changes
+    ]
     return TestComparison(nodeid, (*ordered, *_accuracy(nodeid, base, cand, limits, alpha)))
 
 
@@ -386,6 +399,7 @@ def compare_runs(
     per_test_thresholds: Mapping[str, Mapping[str, float]] | None = None,
     resamples: int = 1000,
     baseline_label: str = "",
+    load_tolerance: float = LOAD_TOLERANCE,
 ) -> Comparison:
     """Compare two saved runs (``RunRecord.to_dict()``) test by test, matched by nodeid.
 
@@ -394,7 +408,9 @@ def compare_runs(
     beyond it fails the run. Metrics not named use ``default_threshold`` and are shown,
     not gated. ``per_test_thresholds[nodeid]`` (the marker's ``compare_fail=``) override
     per test, and gate too. ``resamples`` bootstrap resamples give each statistical change
-    an interval (0 skips it; the verdict does not depend on it).
+    an interval (0 skips it; the verdict does not depend on it). A wall-clock change
+    between tests whose machine load differed by more than ``load_tolerance`` (share of the
+    machine's CPU used by other processes) is ``inconclusive``.
 
     Raises :class:`ComparisonError` if the runs ran on different hardware or engines
     (unless ``allow_different_hardware``), or for a malformed run or setting.
@@ -420,6 +436,7 @@ def compare_runs(
             default_threshold=default_threshold,
             alpha=float(alpha),
             resamples=resamples,
+            load_tolerance=load_tolerance,
         )
         for test in cand_run.tests
         if test.nodeid in base_tests

@@ -67,11 +67,26 @@ def metering_fixture(pytestconfig: pytest.Config, inference_engine: Engine) -> I
             pytest.fail(f"inferbudget: {exc}", pytrace=False)
     replaying = settings.replay_path is not None  # nothing runs, so no meter watches
     memory = None if replaying else MemoryMeter()
-    metering = Metering(energy=None if replaying else meter, memory=memory, predictor=predictor)
+    from pytest_inferbudget.meters.machine import MachineLoadMeter
+
+    metering = Metering(
+        energy=None if replaying else meter,
+        memory=memory,
+        predictor=predictor,
+        machine=None if replaying else MachineLoadMeter(),
+        cpu_measured=_engine_cpu_is_ours(inference_engine, pytestconfig.stash[RUN].local_servers),
+    )
     yield metering
     meter.close()
     if memory is not None:
         memory.close()
+
+
+def _engine_cpu_is_ours(engine: Engine, local_servers: set[str]) -> bool:
+    """An in-process engine works in this process tree; a server does only when this
+    session started it (the ``vllm_server`` fixture), else its CPU is out of sight."""
+    base_url = engine.describe().get("base_url")
+    return base_url is None or any(base_url.startswith(url) for url in local_servers)
 
 
 def vllm_server_fixture(
@@ -90,6 +105,7 @@ def vllm_server_fixture(
         server.served_model_name = alias if "/" not in alias else model.name
         progress_writer(pytestconfig)(f"starting vLLM server: {' '.join(server.command())}")
         base_url = server.start()
+        pytestconfig.stash[RUN].local_servers.add(base_url)
     except InferBudgetError as exc:
         pytest.fail(f"inferbudget: vllm_server: {exc}", pytrace=False)
     try:

@@ -19,8 +19,9 @@ if TYPE_CHECKING:
     from pytest_inferbudget.code import CodeTask, SampleScore
     from pytest_inferbudget.engines import Engine
     from pytest_inferbudget.meters import MemoryMeter, Meter
+    from pytest_inferbudget.meters.machine import MachineLoadMeter
     from pytest_inferbudget.perfmodel.predictions import Predictor
-    from pytest_inferbudget.records import BudgetResult, EngineInfo
+    from pytest_inferbudget.records import BudgetResult, EngineInfo, MachineLoad
     from pytest_inferbudget.strategies import Strategy, StrategyResult
 
 PromptInput = Prompt | list[dict[str, str]]
@@ -28,30 +29,42 @@ PromptInput = Prompt | list[dict[str, str]]
 
 @dataclass(slots=True)
 class Metering:
-    """The meters that watch every engine call; either may be absent."""
+    """The meters that watch every engine call; any may be absent."""
 
     energy: Meter | None = None
     memory: MemoryMeter | None = None
     predictor: Predictor | None = None
+    machine: MachineLoadMeter | None = None
+    cpu_measured: bool = True
+    """Whether the engine's work runs in this process tree, so that its CPU time is the
+    engine's (False for a server this session did not start)."""
+    loads: list[MachineLoad] = dataclasses.field(default_factory=list)
+    """Every engine call's machine load, in order: a test reads the ones made during it."""
     _windows: itertools.count[int] = dataclasses.field(default_factory=itertools.count)
 
     def call(self, engine: Engine, requests: Sequence[Request]) -> list[Response]:
-        """One engine call inside one energy and memory window, shared out per request.
+        """One engine call inside one energy, memory and machine-load window, shared out
+        per request.
 
-        A batch's energy is split between its requests in proportion to their
-        completion tokens (equally when none produced any).
+        A batch's energy and CPU time are split between its requests in proportion to
+        their completion tokens (equally when none produced any).
         """
         key = f"engine-call-{next(self._windows)}"
-        if self.energy is not None:
-            self.energy.begin_window(key)
-        if self.memory is not None:
-            self.memory.begin_window(key)
+        meters = [m for m in (self.energy, self.memory, self.machine) if m is not None]
+        for meter in meters:
+            meter.begin_window(key)
         try:
             responses = _call_engine(engine, requests)
         finally:
             energy = self.energy.end_window(key) if self.energy is not None else None
             memory = self.memory.end_window(key) if self.memory is not None else None
+            load = self.machine.end_window(key) if self.machine is not None else None
         peak_mb = memory.peak_rss_mb if memory is not None else None
+        if load is not None:
+            self.loads.append(load)
+        cpu_ms = None
+        if load is not None and load.own_cpu_s is not None and self.cpu_measured:
+            cpu_ms = load.own_cpu_s * 1000.0
         if self.predictor is not None:
             responses = [self.predictor.annotate(r) for r in responses]
         tokens = [r.completion_tokens for r in responses]
@@ -64,6 +77,7 @@ class Metering:
                     response,
                     energy=energy.portion(share) if energy is not None else None,
                     peak_memory_mb=peak_mb,
+                    cpu_ms=None if cpu_ms is None or response.replayed else cpu_ms * share,
                 )
             )
         return shared
@@ -83,6 +97,7 @@ class Recorder:
     ) -> None:
         self.engine = engine
         self.metering = metering or Metering()
+        self._first_load = len(self.metering.loads)
         self.traces: list[Trace] = []
         self.scores: list[Score] = []
         self._judge = judge
@@ -96,6 +111,13 @@ class Recorder:
     @property
     def responses(self) -> list[Response]:
         return [r for t in self.traces for r in t.responses]
+
+    @property
+    def machine_load(self) -> MachineLoad | None:
+        """How busy the machine was over this test's engine calls (None: not measured)."""
+        from pytest_inferbudget.records import MachineLoad
+
+        return MachineLoad.combine(self.metering.loads[self._first_load :])
 
     @overload
     def __call__(

@@ -61,6 +61,8 @@ class InferBudgetRun:
         self.baseline: dict[str, Any] | None = None
         """The saved run this one is compared with, once the engine says which key."""
         self.baseline_note = ""
+        self.local_servers: set[str] = set()
+        """Base URLs of the servers this session started (their CPU is in our tree)."""
         self.baseline_error = ""
         """Why the asked-for baseline could not be loaded: reported with the outputs at the
         end, failing the run, so the tests still run and their records are written."""
@@ -221,6 +223,7 @@ class InferBudgetRun:
             scores=scores,
             compare_fail=dict(spec.compare_fail),
             contended=self._shares_the_engine(),
+            machine=recorder.machine_load if recorder else None,
         )
         item.stash[RECORD] = record
         for result in results:  # JUnit XML carries each measured value as a property

@@ -54,36 +54,7 @@ from pytest_inferbudget.meters.nvml_device import (
     select_visible,
     translate_nvml_error,
 )
-
-
-def descendant_pids(root_pid: int, proc: str = "/proc") -> set[int]:
-    """PIDs of every live descendant of ``root_pid`` (Linux ``/proc``; empty elsewhere).
-
-    An engine may run its model in a child process (vLLM's engine core does): its GPU
-    work is ours, not another tenant's.
-    """
-    try:
-        entries = os.listdir(proc)
-    except OSError:
-        return set()
-    children: dict[int, list[int]] = {}
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"{proc}/{entry}/stat", encoding="utf-8", errors="replace") as stat:
-                fields = stat.read().rpartition(")")[2].split()
-            children.setdefault(int(fields[1]), []).append(int(entry))
-        except (OSError, IndexError, ValueError):
-            continue
-    found: set[int] = set()
-    pending = [root_pid]
-    while pending:
-        for child in children.get(pending.pop(), ()):
-            if child not in found:
-                found.add(child)
-                pending.append(child)
-    return found
+from pytest_inferbudget.meters.procfs import descendant_pids
 
 
 def trapezoid_j(times_ns: Sequence[int], watts: Sequence[float]) -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pytest_inferbudget.records.codec import decode_float, encode_float
 from pytest_inferbudget.records.comparison import Comparison, MetricChange, TestComparison
 from pytest_inferbudget.records.engine import EngineInfo
+from pytest_inferbudget.records.machine import MachineLoad
 from pytest_inferbudget.records.requests import (
     Generation,
     Prompt,
@@ -35,6 +36,7 @@ __all__ = [
     "Comparison",
     "EngineInfo",
     "Generation",
+    "MachineLoad",
     "MetricChange",
     "Prompt",
     "Request",

@@ -10,7 +10,7 @@ from typing import Any, Literal, final
 from pytest_inferbudget.records.codec import decode_float, encode_float
 from pytest_inferbudget.vocabulary import Change
 
-Method = Literal["mann-whitney", "exact", "point", "equal", "paired"]
+Method = Literal["mann-whitney", "exact", "point", "equal", "paired", "load-aware"]
 
 
 @final

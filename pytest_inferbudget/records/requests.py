@@ -182,6 +182,10 @@ class Response:
     replayed: bool = False
     """Served from a cassette: its text and token counts are real, but nothing of it
     was timed or metered, so it never satisfies a time or energy budget."""
+    cpu_ms: float | None = None
+    """This request's share of the CPU time its engine call cost the test process and its
+    descendants (an engine core, a server the tests started), split by completion tokens
+    as energy is; None when not measured (a remote server, a replay)."""
 
     @property
     def energy_j(self) -> float | None:
@@ -239,6 +243,7 @@ class Response:
             "idealized_ms": self.idealized_ms,
             "roofline_ms": self.roofline_ms,
             "replayed": self.replayed,
+            "cpu_ms": self.cpu_ms,
         }
 
     @classmethod
@@ -252,6 +257,7 @@ class Response:
             idealized_ms=data.get("idealized_ms"),
             roofline_ms=data.get("roofline_ms"),
             replayed=data.get("replayed", False),
+            cpu_ms=data.get("cpu_ms"),
         )
 
 
@@ -328,6 +334,11 @@ class Trace:
     @property
     def idealized_ms(self) -> float | None:
         return _sum_or_none([r.idealized_ms for r in self.responses])
+
+    @property
+    def cpu_ms(self) -> float | None:
+        """CPU time of all the trace's calls; None if any call's was not measured."""
+        return _sum_or_none([r.cpu_ms for r in self.responses])
 
     @property
     def roofline_ratio(self) -> float | None:

@@ -8,6 +8,7 @@ from typing import Any
 from pytest_inferbudget.records.codec import decode_float, encode_float
 from pytest_inferbudget.records.comparison import Comparison
 from pytest_inferbudget.records.engine import EngineInfo
+from pytest_inferbudget.records.machine import MachineLoad
 from pytest_inferbudget.records.requests import Response, Score, Trace
 from pytest_inferbudget.vocabulary import Direction, Verdict
 
@@ -86,6 +87,8 @@ class TestRecord:
     contended: bool = False
     """Run by one of several xdist workers sharing one GPU: its timings and energy
     include the other workers' load."""
+    machine: MachineLoad | None = None
+    """How busy the machine was during the test's engine calls (None: not measured)."""
 
     @property
     def responses(self) -> list[Response]:
@@ -100,6 +103,7 @@ class TestRecord:
             "scores": [s.to_dict() for s in self.scores],
             "compare_fail": self.compare_fail,
             "contended": self.contended,
+            "machine": None if self.machine is None else self.machine.to_dict(),
         }
 
     @classmethod
@@ -112,6 +116,7 @@ class TestRecord:
             scores=[Score.from_dict(s) for s in data["scores"]],
             compare_fail=data.get("compare_fail", {}),
             contended=data.get("contended", False),
+            machine=MachineLoad.from_dict(data.get("machine")),
         )
 
 
@@ -158,6 +163,11 @@ class RunRecord:
     comparison: Comparison | None = None
     """This run against its baseline, when it was compared."""
 
+    @property
+    def machine(self) -> MachineLoad | None:
+        """How busy the machine was over every engine call of the run (from its tests')."""
+        return MachineLoad.combine(t.machine for t in self.tests if t.machine is not None)
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON report. ``commit`` appears once the run is finished (saved runs and
         reports); ``comparison`` only when the run was compared."""
@@ -171,6 +181,7 @@ class RunRecord:
             "hardware": self.hardware,
             "libraries": self.libraries,
             "meters": self.meters,
+            "machine": None if self.machine is None else self.machine.to_dict(),
             "summary": {
                 "tests": len(self.tests),
                 "budgets": len(verdicts),

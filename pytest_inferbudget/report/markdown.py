@@ -90,6 +90,7 @@ def describe_run(run: RunRecord) -> list[tuple[str, str]]:
     pairs = [
         ("engine", str(engine.get("spec", "")) + (f" ({described})" if described else "")),
         ("hardware", machine),
+        ("machine load", run.machine.describe() if run.machine is not None else ""),
         ("run", f"{run.run_id} started {run.started_at}"),
     ]
     return [(label, value) for label, value in pairs if value.strip()]

@@ -89,6 +89,9 @@ def summary_lines(run: RunRecord) -> list[str]:
     engine = run.engine.get("spec", "")
     described = ", ".join(str(run.engine[k]) for k in ("device", "dtype") if k in run.engine)
     lines = [f"engine: {engine}" + (f" ({described})" if described else "")] if engine else []
+    machine = run.machine
+    if machine is not None:
+        lines.append(f"machine during engine calls: {machine.describe()}")
     lines += render_table(header, rows)
     lines += [
         f"{test.nodeid} {b.key}: {b.verdict}: {b.reason}"

@@ -50,6 +50,42 @@ def test_budgets_within_limits_pass_and_are_summarised(
     )
 
 
+def test_cpu_time_and_machine_load_are_measured_and_budgeted(
+    pytester: pytest.Pytester, reuse_engine: ReuseEngine
+) -> None:
+    """The engine's CPU time per request is a budget key (the in-process engine works in
+    this process, so its CPU time is the engine's), and the machine's load is recorded."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.budget(cpu_ms_per_request=120000)
+        def test_capital(infer):
+            infer("What is the capital of France? Answer in one word.", max_new_tokens=16)
+            infer("What is the capital of Japan? Answer in one word.", max_new_tokens=16)
+        """
+    )
+    result = run(pytester, reuse_engine, "--inferbudget-json=r.json")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "machine during engine calls: other processes *% of CPU, steal *%, load *",
+            cells("::test_capital", "cpu_ms_per_request", "120000 ms", "* ms", "mean", "2", "pass"),
+        ]
+    )
+    report = json.loads((pytester.path / "r.json").read_text())
+    (test,) = report["tests"]
+    cpu = [r["cpu_ms"] for t in test["traces"] for r in t["responses"]]
+    e2e = [r["generations"][0]["e2e_ms"] for t in test["traces"] for r in t["responses"]]
+    # a CPU engine keeps at least part of a core busy for most of its wall time
+    assert all(c > 0.3 * e for c, e in zip(cpu, e2e, strict=True)), (cpu, e2e)
+    machine = test["machine"]
+    assert machine["windows"] == 2 and machine["cpu_count"] >= 1
+    assert 0.0 <= machine["other_cpu_share"] <= 1.0
+    assert machine["own_cpu_s"] * 1000 == pytest.approx(sum(cpu), rel=1e-6)
+    assert report["machine"]["windows"] == 2
+
+
 def test_exceeded_budget_fails_with_a_table(
     pytester: pytest.Pytester, reuse_engine: ReuseEngine
 ) -> None:

@@ -10,6 +10,7 @@ from pytest_inferbudget.records import (
     Comparison,
     EngineInfo,
     Generation,
+    MachineLoad,
     Request,
     Response,
     RunRecord,
@@ -21,7 +22,13 @@ HARDWARE = {"machine": "x86_64", "system": "Linux", "cpu_model": "Test CPU", "cp
 ENGINE = {"spec": "transformers:smollm2-135m-instruct", "engine": "transformers"}
 XSS = "<script>alert(1)</script>"
 TOKENS_METRIC = "tokens_per_request"
-TIMED_AND_TOKENS = ("ms_per_request", "ttft_ms", "tpot_ms", "tokens_per_request")
+TIMED_AND_TOKENS = (
+    "ms_per_request",
+    "ttft_ms",
+    "tpot_ms",
+    "cpu_ms_per_request",
+    "tokens_per_request",
+)
 
 
 # --------------------------------------------------------------------------- builders
@@ -37,8 +44,12 @@ def make_test(
     greedy: bool = True,
     tokens: list[int] | None = None,
     text: str = "The capital of France is Paris.",
+    cpu_slowdown: float | None = None,
+    other_cpu_share: float | None = None,
 ) -> TestRecord:
-    """``n`` one-generation traces with lognormal ttft, tpot and end-to-end time."""
+    """``n`` one-generation traces with lognormal ttft, tpot and end-to-end time, and CPU
+    time per request stretched by ``cpu_slowdown`` (default: as the wall clock); with
+    ``other_cpu_share``, the machine load the test saw."""
     traces = []
     for i in range(n):
         if tokens is not None:
@@ -50,10 +61,16 @@ def make_test(
         ttft = rng.lognormvariate(math.log(40.0), sigma) * slowdown
         tpot = rng.lognormvariate(math.log(8.0), sigma) * slowdown
         e2e = rng.lognormvariate(math.log(200.0), sigma) * slowdown
+        cpu = rng.lognormvariate(math.log(180.0), sigma) * (cpu_slowdown or slowdown)
         generation = Generation(text, 12, count, "stop", e2e, ttft, tpot)
         request = Request(f"question {i}", max_new_tokens=256, temperature=0.0 if greedy else 0.7)
-        traces.append(Trace((Response(request, (generation,), engine=ENGINE["spec"]),)))
-    return TestRecord(nodeid, traces=traces, outcome="passed")
+        response = Response(request, (generation,), engine=ENGINE["spec"], cpu_ms=cpu)
+        traces.append(Trace((response,)))
+    machine = None
+    if other_cpu_share is not None:
+        window_s = 0.2 * n
+        machine = MachineLoad(window_s, 2, 0.18 * n, other_cpu_share * window_s * 2, 0.0, 1.0)
+    return TestRecord(nodeid, traces=traces, outcome="passed", machine=machine)
 
 
 def make_run(

@@ -188,6 +188,41 @@ def test_a_30_percent_slowdown_is_a_regression_while_tokens_are_exact_equal() ->
     assert ms in comparison.regressions
 
 
+def test_a_slowdown_under_other_machine_load_is_inconclusive_but_cpu_time_is_judged() -> None:
+    """The machine, not the code, was slower: wall-clock changes are inconclusive and name
+    both loads; CPU time per request, which other load barely moves, still decides."""
+    baseline = make_run(
+        make_test("t.py::test_a", random.Random(1), other_cpu_share=0.03), run_id="base"
+    )
+    busy = make_test(
+        "t.py::test_a", random.Random(2), slowdown=1.4, cpu_slowdown=1.0, other_cpu_share=0.48
+    )
+    comparison = compare_runs(baseline, make_run(busy, run_id="new"))
+    for metric in ("ms_per_request", "ttft_ms", "tpot_ms"):
+        change = next(c for c in comparison.changes if c.metric == metric)
+        assert change.verdict == "inconclusive" and change.method == "load-aware", change
+        assert "machine busier than baseline: 48% vs 3% other CPU" in change.detail
+        assert "would have been regression" in change.detail
+    assert change_of(comparison, "cpu_ms_per_request") == "insignificant"
+    assert not comparison.regressions
+
+    slower_code = make_test("t.py::test_a", random.Random(2), slowdown=1.4, other_cpu_share=0.48)
+    comparison = compare_runs(baseline, make_run(slower_code, run_id="new"))
+    assert change_of(comparison, "cpu_ms_per_request") == "regression"
+
+
+def test_the_same_load_on_both_sides_leaves_a_regression_a_regression() -> None:
+    baseline = make_run(make_test("t.py::test_a", random.Random(1), other_cpu_share=0.40))
+    candidate = make_run(
+        make_test("t.py::test_a", random.Random(2), slowdown=1.3, other_cpu_share=0.45)
+    )
+    comparison = compare_runs(baseline, candidate)
+    assert change_of(comparison, "ms_per_request") == "regression"
+    # runs saved before machine load was measured are judged as before
+    old = make_run(make_test("t.py::test_a", random.Random(1)))
+    assert change_of(compare_runs(old, candidate), "ms_per_request") == "regression"
+
+
 def test_a_significant_change_within_the_threshold_is_not_a_regression() -> None:
     baseline = make_run(make_test("t.py::test_a", random.Random(1), sigma=0.005))
     candidate = make_run(make_test("t.py::test_a", random.Random(2), sigma=0.005, slowdown=1.02))
@@ -203,7 +238,8 @@ def test_a_speedup_is_an_improvement_never_a_regression() -> None:
     candidate = make_run(make_test("t.py::test_a", random.Random(2), slowdown=0.7))
     comparison = compare_runs(baseline, candidate, thresholds={m: 0.05 for m in TIMED_AND_TOKENS})
     assert comparison.regressions == ()
-    assert {c.metric for c in comparison.improvements} == {"ms_per_request", "ttft_ms", "tpot_ms"}
+    improved = {c.metric for c in comparison.improvements}
+    assert improved == {"ms_per_request", "ttft_ms", "tpot_ms", "cpu_ms_per_request"}
 
 
 def test_per_test_thresholds_override_and_unknown_metrics_are_refused() -> None:
