@@ -48,7 +48,11 @@ def test_batch_of_capitals(infer):
         assert capital in out.text
 
 
-@pytest.mark.budget(tokens_per_request=4 * 32, max_tokens=32, ms_per_request=8000)
+# One request is one sample: no interval can be put on it, so its time limit must hold on
+# a machine that other jobs share (4.3 s quiet, 12.5 s seen beside a package install on
+# 2 cores). A tight limit belongs on many requests with confidence= (docs/confidence.md)
+# or on cpu_ms_per_request, which waiting for a core does not stretch.
+@pytest.mark.budget(tokens_per_request=4 * 32, max_tokens=32, ms_per_request=30000)
 def test_sampling_four_answers_costs_all_four(infer):
     out = infer("Name a fruit.", temperature=0.8, n=4, seed=0, max_new_tokens=32)
     assert len(out.texts) == 4

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from pytest_inferbudget.budget import COMPARED_KEYS
 from pytest_inferbudget.engines import DEFAULT_ENGINE_SPEC, EngineSpec
 from pytest_inferbudget.errors import EngineSpecError
 
 SETTINGS: pytest.StashKey[Settings] = pytest.StashKey()
+
+SANDBOX_CHOICES = ("auto", "bwrap", "unshare", "none")
+"""``--inferbudget-sandbox``: the values of ``pytest_inferbudget.code.SandboxChoice``."""
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -142,6 +144,19 @@ def add_options(parser: pytest.Parser) -> None:
         help="arguments of the vllm_server fixture's server, replacing its defaults",
         default=[],
     )
+    group.addoption(
+        "--inferbudget-sandbox",
+        choices=SANDBOX_CHOICES,
+        default=None,
+        help="containment of model-written code run by infer.score_code: auto (bubblewrap, "
+        "else unshare, else refuse), bwrap, unshare, or none (uncontained; every score is "
+        "marked so) (default: ini inferbudget_sandbox, else auto)",
+    )
+    parser.addini(
+        "inferbudget_sandbox",
+        help=f"default containment of generated code: {', '.join(SANDBOX_CHOICES)} (auto)",
+        default="auto",
+    )
     parser.addini("inferbudget_profile", help="default runtime profile path", default="")
     parser.addini("inferbudget_accelerator", help="default accelerator", default="")
     parser.addini(
@@ -162,6 +177,8 @@ def add_options(parser: pytest.Parser) -> None:
 
 def parse_compare_fail(text: str) -> tuple[str, float]:
     """``ms_per_request:10%`` or ``ms_per_request:0.1`` -> ("ms_per_request", 0.1)."""
+    from pytest_inferbudget.budget import COMPARED_KEYS
+
     metric, sep, value = text.partition(":")
     if not sep or metric not in COMPARED_KEYS:
         raise argparse.ArgumentTypeError(
@@ -203,6 +220,8 @@ class Settings:
     accelerator: str | None = None
     record_path: Path | None = None
     replay_path: Path | None = None
+    sandbox: str = "auto"
+    """Containment of generated code (``--inferbudget-sandbox``): auto, bwrap, unshare, none."""
 
     @property
     def writes_reports(self) -> bool:
@@ -266,7 +285,17 @@ class Settings:
             rapl_root=str(config.getini("inferbudget_rapl_root")) or None,
             record_path=record_path,
             replay_path=replay_path,
+            sandbox=_sandbox_choice(config),
         )
+
+
+def _sandbox_choice(config: pytest.Config) -> str:
+    choice = str(config.getoption("inferbudget_sandbox") or config.getini("inferbudget_sandbox"))
+    if choice not in SANDBOX_CHOICES:
+        raise pytest.UsageError(
+            f"inferbudget_sandbox = {choice!r} is not one of {', '.join(SANDBOX_CHOICES)}"
+        )
+    return choice
 
 
 def _compare_choice(config: pytest.Config) -> str | None:

@@ -15,7 +15,7 @@ from pytest_inferbudget.budget import KEYS
 from pytest_inferbudget.records import MachineLoad, MetricChange
 from pytest_inferbudget.vocabulary import Change
 
-__all__ = ["LOAD_TOLERANCE", "judge_under_load"]
+__all__ = ["LOAD_TOLERANCE", "explainable_change", "judge_under_load"]
 
 LOAD_TOLERANCE = 0.10
 """How far the share of the machine's CPU that *other* processes used may differ between
@@ -46,13 +46,35 @@ def judge_under_load(
     if old is None or new is None or abs(new - old) <= tolerance:
         return change
     busier = "busier" if new > old else "quieter"
+    loads = f"machine {busier} than baseline: {new:.0%} vs {old:.0%} other CPU"
+    explained = explainable_change(old, new)
+    measured = change.relative_change
+    if change.verdict is not Change.UNCHANGED and abs(measured) > explained:
+        return dataclasses.replace(
+            change,
+            detail=(
+                f"{loads}, but a change of {measured:+.0%} is beyond the {explained:.0%} "
+                "that load could explain" + (f"; {change.detail}" if change.detail else "")
+            ),
+        )
     return dataclasses.replace(
         change,
         verdict=Change.INCONCLUSIVE,
         method="load-aware",
         detail=(
-            f"machine {busier} than baseline: {new:.0%} vs {old:.0%} other CPU (a difference "
-            f"over {tolerance:.0%}); would have been {change.verdict.value}"
-            + (f" ({change.detail})" if change.detail else "")
+            f"{loads} (a difference over {tolerance:.0%}); would have been "
+            f"{change.verdict.value}" + (f" ({change.detail})" if change.detail else "")
         ),
     )
+
+
+def explainable_change(old_share: float, new_share: float) -> float:
+    """The largest relative change of a wall-clock time that a change of other processes'
+    share of the machine from ``old_share`` to ``new_share`` could cause.
+
+    Work that needed the whole machine gets ``1 - share`` of it: its time scales by
+    ``(1 - old) / (1 - new)`` at worst (an engine using fewer cores than the machine has
+    loses less). Capped at a 20-fold change for a machine all but fully taken.
+    """
+    free_old, free_new = max(0.05, 1.0 - old_share), max(0.05, 1.0 - new_share)
+    return abs(max(free_old, free_new) / min(free_old, free_new) - 1.0)

@@ -136,6 +136,7 @@ def make_recorder(
         )
     else:
         recorder = Recorder(inference_engine, metering=inferbudget_metering)
+    recorder.sandbox = request.config.stash[SETTINGS].sandbox
     request.node.stash[RECORDER] = recorder
     return recorder
 

@@ -16,9 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_inferbudget import budget
 from pytest_inferbudget.config import SETTINGS, Settings, add_options
-from pytest_inferbudget.errors import BudgetSpecError
 
 if TYPE_CHECKING:
     from pytest_inferbudget.engines import Engine, EngineSpec, Progress
@@ -37,25 +35,39 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from pytest_inferbudget.run import RUN, InferBudgetRun
-
     config.addinivalue_line(
         "markers",
         "budget(**limits): efficiency limits checked against every generation the test "
-        f"records through `infer`; keys: {', '.join(budget.BUDGET_KEYS)}; "
-        f"modifiers: {', '.join(budget.MODIFIERS)}",
+        "records through `infer` (keys and modifiers: pytest_inferbudget.budget.KEYS and "
+        "MODIFIERS, docs/budgets.md)",
     )
-    settings = config.stash[SETTINGS] = Settings.from_config(config)
-    run = config.stash[RUN] = InferBudgetRun(config, settings)
-    config.pluginmanager.register(run, "inferbudget-run")
+    config.stash[SETTINGS] = Settings.from_config(config)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> Any:
+    """Register the per-run object when tests are about to run: ``pytest --co`` never
+    loads it. On an xdist controller this wraps the loop that collects the workers'."""
+    config = session.config
+    if config.option.collectonly:  # pytest calls the loop even for --co, to do nothing
+        return (yield)
+    from pytest_inferbudget.run import RUN, InferBudgetRun
+
+    if RUN not in config.stash:
+        run = config.stash[RUN] = InferBudgetRun(config, config.stash[SETTINGS])
+        config.pluginmanager.register(run, "inferbudget-run")
+    return (yield)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    from pytest_inferbudget.run import RUN
+    import sys
 
-    run = config.stash.get(RUN, None)
+    run_module = sys.modules.get("pytest_inferbudget.run")
+    if run_module is None:  # no test ran: the run object was never made
+        return
+    run = config.stash.get(run_module.RUN, None)
     if run is not None:
-        del config.stash[RUN]
+        del config.stash[run_module.RUN]
         config.pluginmanager.unregister(run)
 
 
@@ -70,9 +82,12 @@ def pytest_pycollect_makeitem(
     """Check budget markers while collecting, so a typo fails before any model loads."""
     result = yield
     for item in result if isinstance(result, list) else [result]:
-        if isinstance(item, pytest.Function):
+        if isinstance(item, pytest.Function) and item.get_closest_marker("budget") is not None:
+            from pytest_inferbudget.budget import item_budget
+            from pytest_inferbudget.errors import BudgetSpecError
+
             try:
-                budget.item_budget(item)
+                item_budget(item)
             except BudgetSpecError as exc:
                 raise pytest.Collector.CollectError(str(exc)) from exc
     return result

@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,8 +95,11 @@ class Recorder:
         judge: Callable[[Recorder], list[BudgetResult]] | None = None,
         min_samples: int = 1,
         max_samples: int = 200,
+        sandbox: str = "auto",
     ) -> None:
         self.engine = engine
+        self.sandbox = sandbox
+        """Containment of :meth:`score_code`'s runs (``--inferbudget-sandbox``)."""
         self.metering = metering or Metering()
         self._first_load = len(self.metering.loads)
         self.traces: list[Trace] = []
@@ -280,27 +284,54 @@ class Recorder:
         task: CodeTask | str | os.PathLike[str],
         *,
         problem: str | None = None,
+        sandbox: str | None = None,
     ) -> list[SampleScore]:
         """Run the generated code of every sample of ``result`` on ``task`` in the sandbox
         and score it as ENAMEL does: correct when it passes, efficiency from its CPU time
-        against the task's reference (see docs/code-efficiency.md)."""
-        from pytest_inferbudget.code import CodeTask, extract_code, load_task, score_sample
+        against the task's reference (see docs/code-efficiency.md). ``sandbox`` (default
+        ``--inferbudget-sandbox``, else auto) picks the containment; where none works this
+        raises :class:`~pytest_inferbudget.errors.SandboxError` naming the fix, unless it is
+        ``"none"``, which warns that the scores ran uncontained."""
+        from pytest_inferbudget.code import (
+            CodeTask,
+            Containment,
+            SandboxChoice,
+            Sandboxed,
+            extract_code,
+            load_task,
+            score_sample,
+        )
 
         code_task = task if isinstance(task, CodeTask) else load_task(Path(task))
         texts = result.texts if isinstance(result, Response) else [result.text]
+        executor = Sandboxed(SandboxChoice(sandbox or self.sandbox))
         samples = [
-            score_sample(code_task, extract_code(text, code_task.entry_point)) for text in texts
+            score_sample(code_task, extract_code(text, code_task.entry_point), executor)
+            for text in texts
         ]
+        if any(s.containment is Containment.NONE for s in samples):
+            warnings.warn(
+                f"inferbudget: {code_task.name or code_task.entry_point}: model-written code "
+                "ran uncontained (--inferbudget-sandbox=none); its scores are marked "
+                "containment='none'",
+                UserWarning,
+                stacklevel=2,
+            )
         problem = problem or code_task.name or None
         if isinstance(result, Response) and result.request.n > 1:
             self.score(result, correct=[s.passed for s in samples], problem=problem)
             for index, sample in enumerate(samples, start=len(self.scores) - len(samples)):
                 self.scores[index] = dataclasses.replace(
-                    self.scores[index], efficiency=sample.score
+                    self.scores[index],
+                    efficiency=sample.score,
+                    containment=sample.containment.value,
                 )
         else:
             self.score(
                 result, correct=samples[0].passed, problem=problem, efficiency=samples[0].score
+            )
+            self.scores[-1] = dataclasses.replace(
+                self.scores[-1], containment=samples[0].containment.value
             )
         return samples
 

@@ -152,7 +152,8 @@ class InferBudgetRun:
             replay=self.settings.replay_path is not None,
         )
         if decision.outcome is Outcome.FAIL or gate:
-            message = terminal.violation_message(record.budgets) if record.budgets else ""
+            failed_budgets = record.budgets and decision.outcome is Outcome.FAIL
+            message = terminal.violation_message(record.budgets) if failed_budgets else ""
             pytest.fail("\n".join(m for m in (message, gate) if m), pytrace=False)
         if decision.outcome is Outcome.SKIP:
             by_reason: dict[str, list[str]] = {}

@@ -4,9 +4,13 @@
   solution) and its JSON form; an example lies in ``tasks/count_primes.json``
   (:func:`example_task_path`); ``is_even.json`` and ``is_prime.json`` are easier ones that
   the default model can solve, for the example suite.
-- :mod:`~pytest_inferbudget.code.sandbox`: :func:`run_candidate` runs code in a child process
-  with rlimits, namespaces and parent-side CPU timing. It is built from
-  :mod:`~pytest_inferbudget.code.isolation` (which namespaces and uid this machine allows),
+- :mod:`~pytest_inferbudget.code.sandbox`: :func:`run_candidate` runs code in a contained
+  child process with rlimits and parent-side CPU timing; :class:`Sandboxed` is the same as an
+  executor with a fixed ``sandbox`` choice. It is built from
+  :mod:`~pytest_inferbudget.code.isolation` (which containment works here: bubblewrap,
+  :mod:`~pytest_inferbudget.code.bwrap`, else ``unshare``,
+  :mod:`~pytest_inferbudget.code.unshare`, else a refusal; their shared vocabulary,
+  :class:`Containment` and :class:`SandboxChoice`, in :mod:`~pytest_inferbudget.code.launch`),
   :mod:`~pytest_inferbudget.code.supervision` (limits, process group, wall-clock kill, CPU
   time from ``os.wait4``), :mod:`~pytest_inferbudget.code.harness` (the child's side, run as
   a file), :mod:`~pytest_inferbudget.code.protocol` (the parent's reading and judging of the
@@ -24,8 +28,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from pytest_inferbudget.code.isolation import Isolation, probe_isolation, unprivileged_interpreter
+from pytest_inferbudget.code.launch import Containment, SandboxChoice
 from pytest_inferbudget.code.results import ExecutionResult, Executor, Outcome
-from pytest_inferbudget.code.sandbox import run_candidate
+from pytest_inferbudget.code.sandbox import Sandboxed, run_candidate
 from pytest_inferbudget.code.scoring import (
     LevelReference,
     ReferenceCache,
@@ -58,6 +63,7 @@ __all__ = [
     "CensorRule",
     "CodeTask",
     "CodeTaskError",
+    "Containment",
     "ExecutionResult",
     "Executor",
     "Isolation",
@@ -68,7 +74,9 @@ __all__ = [
     "ReferenceSolutionError",
     "ReferenceTimings",
     "SampleScore",
+    "SandboxChoice",
     "SandboxError",
+    "Sandboxed",
     "TestCase",
     "censoring_limits",
     "enamel_levels",

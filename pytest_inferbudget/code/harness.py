@@ -11,7 +11,8 @@ may patch modules). It reports only *return values*, one JSON line per record on
 the expected answers never leave the parent, which judges them
 (:mod:`~pytest_inferbudget.code.protocol`). Records:
 
-- ``{"kind": "header", "netns": ..., "pid": ..., "uid": ...}``, first, before candidate code;
+- ``{"kind": "header", "netns": ..., "pidns": ..., "pid": ..., "uid": ...}``, first, before
+  candidate code (the namespaces as ``/proc/self/ns`` names them, "" without procfs);
 - ``{"kind": "result", "i": i, "value": v}`` per test that returned a JSON value;
 - ``{"kind": "unserializable", "i": i, "type": name}`` when the value is not JSON;
 - ``{"kind": "error", "i": i, "error": name, "message": text}`` on an exception (``i = -1``:
@@ -126,16 +127,28 @@ def _finish() -> None:
     _exit(0)
 
 
+def _namespace(kind: str) -> str:
+    try:
+        return os.readlink(f"/proc/self/ns/{kind}")
+    except OSError:
+        return ""
+
+
 def main(argv: list[str]) -> None:
     """The child's entry point: ``argv[1]`` is the result pipe's descriptor."""
     global _fd
     _fd = fd = int(argv[1])
+    # A launcher's job files, inherited like the pipe, are not the candidate's to keep.
+    os.closerange(3, fd)
+    os.closerange(fd + 1, 1 << 16)
     signal.signal(signal.SIGXCPU, _on_cpu_limit)
-    try:
-        netns = os.readlink("/proc/self/ns/net")
-    except OSError:
-        netns = ""
-    header = {"kind": "header", "netns": netns, "pid": os.getpid(), "uid": os.getuid()}
+    header = {
+        "kind": "header",
+        "netns": _namespace("net"),
+        "pidns": _namespace("pid"),
+        "pid": os.getpid(),
+        "uid": os.getuid(),
+    }
     emit(fd, _dumps(header) + "\n")
     with open(INPUT_FILE, "rb") as f:
         job = json.loads(f.read())

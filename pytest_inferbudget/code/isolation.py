@@ -1,9 +1,13 @@
-"""Which containment a child can get on this machine, probed once per interpreter.
+"""Which containment a child can get on this machine, probed once per interpreter and choice.
 
-The launcher is ``unshare`` (util-linux): new network, PID and mount namespaces with a private
-``/proc``, and, as root, a drop to uid 65534. A machine may allow all of it, part, or nothing
-(user namespaces switched off, a container's seccomp profile), so each launcher is tried with a
-tiny probe, strongest first, and the result says what was missing instead of assuming.
+Two launchers, each built on an existing tool: bubblewrap (:mod:`~pytest_inferbudget.code.
+bwrap`), the default, and util-linux ``unshare`` (:mod:`~pytest_inferbudget.code.unshare`),
+the fallback. A machine may allow either, both or neither (no binary, user namespaces
+switched off, a container's seccomp profile), so each recipe is tried by running the real
+harness on a probe job, strongest first, and the first whose child shows a new network and
+PID namespace, no capabilities, the expected uid and a writable working directory wins. When
+none does, :func:`require_containment` refuses to run untrusted code unless the user asked for
+no containment (``sandbox="none"``).
 """
 
 from __future__ import annotations
@@ -11,29 +15,69 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
-from typing import Final, final
+from pathlib import Path
+from typing import Any, Final, final
+
+from pytest_inferbudget.code.bwrap import BwrapLauncher
+from pytest_inferbudget.code.launch import (
+    UNPRIVILEGED_UID,
+    WORKDIR,
+    Command,
+    Containment,
+    InterpreterLayout,
+    JobFiles,
+    Launcher,
+    Recipe,
+    SandboxChoice,
+    Space,
+    interpreter_layout,
+    job_files,
+)
+from pytest_inferbudget.code.protocol import Records
+from pytest_inferbudget.code.supervision import Finished, rlimits, run_supervised
+from pytest_inferbudget.code.unshare import UnshareLauncher
+from pytest_inferbudget.errors import SandboxError
 
 __all__ = [
+    "FIX",
+    "HARNESS_PATH",
     "UNPRIVILEGED_UID",
     "Isolation",
+    "contained_command",
     "no_isolation",
+    "own_namespace",
     "own_netns",
     "probe_isolation",
+    "require_containment",
+    "run_contained",
     "unprivileged_interpreter",
 ]
 
-UNPRIVILEGED_UID: Final = 65534
-"""The uid (and gid) a root parent drops the child to, ``nobody`` on most systems."""
-
-_PROBE: Final = (
-    "import json, os\n"
-    "print(json.dumps({'netns': os.readlink('/proc/self/ns/net'), 'pid': os.getpid(),"
-    " 'uid': os.getuid(), 'groups': os.getgroups()}))\n"
+FIX: Final = (
+    "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf install "
+    "bubblewrap), or run the tests in the container of docs/code-efficiency.md, or accept "
+    "uncontained runs with --inferbudget-sandbox=none (sandbox='none')"
 )
+"""What to do when nothing can contain a candidate; every refusal says it."""
+
+HARNESS_PATH: Final = Path(__file__).with_name("harness.py")
+"""The child harness, copied into each run's working directory."""
+
+_PROBE_SOURCE: Final = (
+    "import os\n"
+    "def probe():\n"
+    "    import fractions  # not loaded by the harness: the standard library is readable\n"
+    "    with open('written', 'w') as fh:\n"
+    "        fh.write('x')\n"
+    "    os.unlink('written')\n"
+    "    with open('/proc/self/status') as fh:\n"
+    "        caps = [l.split()[1] for l in fh if l.startswith('CapEff:')]\n"
+    "    return {'uid': os.getuid(), 'groups': os.getgroups(), 'cwd': os.getcwd(),\n"
+    "            'caps': caps, 'fraction': str(fractions.Fraction(1, 3))}\n"
+)
+_PROBE_SPACE: Final = Space(tmp_bytes=4 << 20, shm_bytes=1 << 20)
 
 
 @final
@@ -41,140 +85,250 @@ _PROBE: Final = (
 class Isolation:
     """What containment a child gets on this machine: the result of :func:`probe_isolation`."""
 
-    prefix: tuple[str, ...]
-    """The launcher put before the interpreter (``unshare ...``), empty when none works."""
+    containment: Containment
+    """The tool that contains the child (``none``: nothing does)."""
+    recipe: Recipe
+    """How that tool is started (:class:`~pytest_inferbudget.code.launch.Recipe`)."""
     network: bool
     """The child gets its own network namespace: no interface but a loopback that is down."""
     pid_namespace: bool
-    """The child is PID 1 of its own PID namespace with a private ``/proc``: it sees no other
-    process, and all its descendants are killed when it exits."""
+    """The child lives in its own PID namespace with a private ``/proc``: it sees no other
+    process, and all its descendants are killed when the sandbox ends."""
     uid: int | None
-    """The uid the child runs as when privileges are dropped; ``None``: the parent's uid."""
+    """The uid the kernel checks for the candidate when it is dropped (65534); ``None``: the
+    caller's (as seen outside a user namespace)."""
     note: str
-    """Why something is missing ("" when everything works)."""
+    """What is weaker than it could be, and what failed on the way ("" when nothing)."""
+    layout: InterpreterLayout | None = None
+    """The interpreter the sandbox shows, None without containment."""
 
 
 def no_isolation(note: str) -> Isolation:
     """No launcher: the child runs with rlimits, its own session and an empty environment
     only; ``note`` says why."""
-    return Isolation(prefix=(), network=False, pid_namespace=False, uid=None, note=note)
+    return Isolation(
+        containment=Containment.NONE,
+        recipe=Recipe.NONE,
+        network=False,
+        pid_namespace=False,
+        uid=None,
+        note=note,
+    )
 
 
 @functools.cache
-def own_netns() -> str:
-    """This process's network namespace, to tell whether a child's is new ("" without procfs)."""
+def own_namespace(kind: str) -> str:
+    """This process's namespace of ``kind`` (``net``, ``pid``), "" without procfs."""
     try:
-        return os.readlink("/proc/self/ns/net")
+        return os.readlink(f"/proc/self/ns/{kind}")
     except OSError:
         return ""
 
 
-def _launchers() -> list[tuple[tuple[str, ...], bool, bool, int | None]]:
-    """Candidate launchers, strongest first: (prefix, network, pid namespace, uid)."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        return []
-    full = ("--net", "--pid", "--fork", "--kill-child", "--mount-proc")
-    if os.geteuid() == 0:
-        drop = ("--setuid", str(UNPRIVILEGED_UID), "--setgid", str(UNPRIVILEGED_UID))
-        return [
-            ((unshare, *full, *drop), True, True, UNPRIVILEGED_UID),
-            ((unshare, *full), True, True, None),
-            ((unshare, "--net"), True, False, None),
-        ]
-    user = ("--user", "--map-root-user")
-    return [
-        ((unshare, *user, *full), True, True, None),
-        ((unshare, *user, "--net"), True, False, None),
-    ]
+def own_netns() -> str:
+    """This process's network namespace, to tell whether a child's is new."""
+    return own_namespace("net")
+
+
+def _launchers(choice: SandboxChoice) -> list[Launcher]:
+    if choice is SandboxChoice.BWRAP:
+        return [BwrapLauncher()]
+    if choice is SandboxChoice.UNSHARE:
+        return [UnshareLauncher()]
+    return [BwrapLauncher(), UnshareLauncher()]
+
+
+def _launcher(containment: Containment) -> Launcher:
+    if containment is Containment.BWRAP:
+        return BwrapLauncher()
+    if containment is Containment.UNSHARE:
+        return UnshareLauncher()
+    raise ValueError("no launcher for containment 'none'")
+
+
+def contained_command(iso: Isolation, job: JobFiles, space: Space) -> Command:
+    """The command that runs the harness under ``iso`` (which must contain something)."""
+    if iso.layout is None or iso.containment is Containment.NONE:
+        raise ValueError("contained_command needs a probed containment, not 'none'")
+    return _launcher(iso.containment).command(iso.recipe, iso.layout, job, space)
+
+
+def run_contained(
+    iso: Isolation,
+    job: bytes,
+    space: Space,
+    *,
+    cpu_seconds: float,
+    memory_bytes: int,
+    file_bytes: int,
+    open_files: int,
+    processes: int,
+    wall_seconds: float,
+    output_bytes: int,
+    result_bytes: int,
+) -> Finished:
+    """Run the harness on ``job`` under a contained ``iso`` and supervise it to its end."""
+    limits = rlimits(
+        cpu_seconds=cpu_seconds,
+        memory_bytes=memory_bytes,
+        file_bytes=file_bytes,
+        open_files=open_files,
+        processes=processes if iso.recipe.kernel_uid is not None else None,
+    )
+    with job_files(job, HARNESS_PATH.read_bytes()) as files:
+        command = contained_command(iso, files, space)
+        drop = command.drop_uid
+
+        def preexec() -> None:
+            limits()
+            if drop is not None:
+                os.setgroups([])
+                os.setgid(drop)
+                os.setuid(drop)
+
+        return run_supervised(
+            command.argv,
+            cwd=command.cwd,
+            preexec=preexec,
+            wall_seconds=wall_seconds,
+            output_bytes=output_bytes,
+            result_bytes=result_bytes,
+            pass_fds=command.pass_fds,
+        )
+
+
+def _check(recipe: Recipe, finished: Finished) -> str | None:
+    """Why the probe's child does not show the containment ``recipe`` promises, or None."""
+    records = Records.parse(finished.result)
+    stderr = finished.stderr.decode("utf-8", "replace").strip().splitlines()
+    last = f" ({stderr[-1][:300]})" if stderr else ""
+    if records.header is None:
+        return f"exit {finished.exit_code}{last}"
+    answer = records.by_test.get(0)
+    if answer is None or answer.get("kind") != "result":
+        detail = answer.get("message", "") if answer else ""
+        return f"the probe did not answer (exit {finished.exit_code}) {detail}{last}".strip()
+    facts: dict[str, Any] = answer.get("value") or {}
+    header = records.header
+    expected_uid = 0 if recipe is Recipe.UNSHARE_USERNS else UNPRIVILEGED_UID
+    problems = []
+    if header.get("netns") in ("", own_netns()):
+        problems.append("network namespace not new")
+    if header.get("pidns") in ("", own_namespace("pid")):
+        problems.append("PID namespace not new")
+    elif header.get("pid") != 1:
+        problems.append("the harness is not PID 1: its CPU time would escape os.wait4")
+    if facts.get("uid") != expected_uid or facts.get("groups") not in ([], [expected_uid]):
+        problems.append(f"uid {facts.get('uid')}, groups {facts.get('groups')}")
+    if facts.get("caps") != ["0000000000000000"]:
+        problems.append(f"capabilities left: {facts.get('caps')}")
+    if facts.get("cwd") != WORKDIR or facts.get("fraction") != "1/3":
+        problems.append(f"working directory {facts.get('cwd')!r}")
+    return ", ".join(problems) + last if problems else None
+
+
+def _caveat(recipe: Recipe) -> str:
+    if recipe is Recipe.BWRAP_USERNS:
+        who = "root" if os.geteuid() == 0 else "your uid"
+        return (
+            f"the kernel sees the candidate as {who} (uid 65534 inside is mapped to it): the "
+            "process cap (RLIMIT_NPROC) is not applied, and files of that uid would be "
+            "readable were any visible"
+        )
+    if recipe is Recipe.UNSHARE_USERNS:
+        return (
+            "unshare in a user namespace: the candidate has your uid and no capabilities; "
+            "files of yours outside the hidden home directories stay readable"
+        )
+    if recipe is Recipe.UNSHARE_SETPRIV:
+        return "unshare: the host's world-readable files stay visible, read-only"
+    return ""
+
+
+@functools.lru_cache(maxsize=16)
+def probe_isolation(python: str | None = None, sandbox: str = "auto") -> Isolation:
+    """Find the strongest containment that works here for ``python`` (default
+    ``sys.executable``) within ``sandbox`` (``auto``: bubblewrap, else ``unshare``), by
+    running the harness on a probe job under each recipe; cached per interpreter and choice.
+    Returns :func:`no_isolation` (containment ``none``) with the reasons when nothing works;
+    raises :class:`SandboxError` when ``python`` cannot run the harness at all.
+    """
+    choice = SandboxChoice(sandbox)
+    if choice is SandboxChoice.NONE:
+        return no_isolation("containment switched off (sandbox='none')")
+    layout = interpreter_layout(python or sys.executable)
+    job = json.dumps({"source": _PROBE_SOURCE, "entry_point": "probe", "tests": [[]]}).encode()
+    notes: list[str] = []
+    for launcher in _launchers(choice):
+        recipes = launcher.recipes()
+        if not recipes:
+            tool = "bwrap" if launcher.containment is Containment.BWRAP else "unshare/setpriv"
+            notes.append(f"{launcher.containment}: no {tool} binary")
+            continue
+        for recipe in recipes:
+            iso = Isolation(launcher.containment, recipe, True, True, None, "", layout)
+            try:
+                finished = run_contained(
+                    iso,
+                    job,
+                    _PROBE_SPACE,
+                    cpu_seconds=30,
+                    memory_bytes=1 << 30,
+                    file_bytes=16 << 20,
+                    open_files=64,
+                    processes=64,
+                    wall_seconds=30,
+                    output_bytes=4096,
+                    result_bytes=4096,
+                )
+            except (SandboxError, OSError) as exc:
+                notes.append(f"{recipe}: {exc}")
+                continue
+            problem = _check(recipe, finished)
+            if problem is not None:
+                notes.append(f"{recipe}: {problem}")
+                continue
+            tried = ["tried first: " + "; ".join(notes)] if notes else []
+            return Isolation(
+                containment=launcher.containment,
+                recipe=recipe,
+                network=True,
+                pid_namespace=True,
+                uid=recipe.kernel_uid,
+                note="; ".join(filter(None, [_caveat(recipe), *tried])),
+                layout=layout,
+            )
+    return no_isolation("; ".join(notes) or "no launcher worked")
+
+
+def require_containment(iso: Isolation, sandbox: str) -> None:
+    """Fail closed: raise :class:`SandboxError` naming the fix when ``iso`` contains nothing
+    and the user did not ask for that with ``sandbox="none"``."""
+    choice = SandboxChoice(sandbox)
+    if iso.containment is Containment.NONE and choice is not SandboxChoice.NONE:
+        what = {
+            SandboxChoice.AUTO: "neither bubblewrap nor the unshare recipe works here",
+            SandboxChoice.BWRAP: "bubblewrap does not work here",
+            SandboxChoice.UNSHARE: "the unshare recipe does not work here",
+        }[choice]
+        raise SandboxError(
+            f"refusing to run model-written code uncontained (sandbox={sandbox!r}): {what} "
+            f"({iso.note}). Fix: {FIX}"
+        )
 
 
 @functools.lru_cache(maxsize=1)
 def unprivileged_interpreter() -> str | None:
-    """As root, the first Python that uid 65534 can run (this interpreter, else the
-    system's): pass it as ``python=`` so candidates lose root; None when none can (or we
-    are not root)."""
+    """As root, the first Python whose candidates run as uid 65534 here (this interpreter,
+    else the system's): pass it as ``python=``; None when none can (or we are not root)."""
     if os.geteuid() != 0:
         return None
     for candidate in (sys.executable, "/usr/bin/python3", "/usr/local/bin/python3"):
-        if os.path.exists(candidate) and probe_isolation(candidate).uid is not None:
-            return candidate
+        if not os.path.exists(candidate):
+            continue
+        try:
+            if probe_isolation(candidate).uid is not None:
+                return candidate
+        except SandboxError:  # too old for the harness, or broken
+            continue
     return None
-
-
-@functools.lru_cache(maxsize=8)
-def probe_isolation(python: str | None = None) -> Isolation:
-    """Find the strongest launcher that works here for ``python`` (default
-    ``sys.executable``), by running a tiny probe under each; cached per interpreter.
-
-    Tried in order: ``unshare --net --pid --fork --kill-child --mount-proc`` (with
-    ``--setuid/--setgid 65534`` first when running as root; that needs an interpreter and
-    stdlib that uid 65534 can read), then ``--user --map-root-user`` variants for non-root
-    users, then ``unshare --net`` alone, then no launcher. The note says what failed.
-    """
-    interpreter = python or sys.executable
-    notes: list[str] = []
-    if shutil.which("unshare") is None:
-        notes.append("no unshare binary (util-linux): no namespaces")
-    own = own_netns()
-    chosen: Isolation | None = None
-    for prefix, network, pid_ns, uid in _launchers():
-        argv = [*prefix, interpreter, "-I", "-S", "-c", _PROBE]
-        label = " ".join(prefix[1:])
-        try:
-            done = subprocess.run(
-                argv,
-                env={},
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                cwd="/",
-                timeout=30,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            notes.append(f"{label}: {type(exc).__name__}: {exc}")
-            continue
-        stderr = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        last = f" ({stderr[-1]})" if stderr else ""
-        try:
-            info = json.loads(done.stdout.decode("utf-8", "replace"))
-        except ValueError:
-            notes.append(f"{label}: exit {done.returncode}{last}")
-            continue
-        if not isinstance(info, dict):
-            notes.append(f"{label}: unexpected probe output")
-            continue
-        problems = []
-        if done.returncode != 0:
-            problems.append(f"exit {done.returncode}")
-        if network and (info.get("netns") in ("", own)):
-            problems.append("network namespace not new")
-        if pid_ns and info.get("pid") != 1:
-            problems.append("not PID 1 of a new PID namespace")
-        if uid is not None and (info.get("uid") != uid or info.get("groups") not in ([], [uid])):
-            problems.append(f"uid {uid} not taken")
-        if problems:
-            notes.append(f"{label}: {', '.join(problems)}{last}")
-            continue
-        chosen = Isolation(prefix=prefix, network=network, pid_namespace=pid_ns, uid=uid, note="")
-        break
-    if chosen is None:
-        return no_isolation("; ".join(notes) or "no launcher worked")
-    missing = []
-    if os.geteuid() == 0 and chosen.uid is None:
-        missing.append(
-            f"runs as root: {interpreter} is not usable by uid {UNPRIVILEGED_UID}, so the "
-            "candidate keeps root's file-system access (pass python= an interpreter that "
-            "uid can run, e.g. /usr/bin/python3, to drop privileges)"
-        )
-    if not chosen.pid_namespace:
-        missing.append("no PID namespace: a process that calls setsid() can outlive the kill")
-    if notes:
-        missing.append("tried: " + "; ".join(notes))
-    return Isolation(
-        prefix=chosen.prefix,
-        network=chosen.network,
-        pid_namespace=chosen.pid_namespace,
-        uid=chosen.uid,
-        note="; ".join(missing),
-    )

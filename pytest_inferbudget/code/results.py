@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, final
 
+from pytest_inferbudget.code.launch import Containment
 from pytest_inferbudget.code.task import TestCase
 
 __all__ = ["ExecutionResult", "Executor", "Outcome"]
@@ -64,11 +65,16 @@ class ExecutionResult:
     network_isolated: bool
     """The child's own header showed a network namespace other than the parent's."""
     isolation_note: str
-    """Why network isolation or privilege dropping is missing ("" when all held)."""
+    """What the containment lacks here, and what failed before it was found ("" when
+    nothing)."""
     pid: int
     """The child's pid in the parent's namespace, also its process-group id."""
     group_reaped: bool
-    """No process of the child's process group was left once this returned."""
+    """No process of the child's process group, nor of its sandbox's PID namespace, was left
+    once this returned."""
+    containment: Containment = Containment.NONE
+    """Which tool contained the run: ``bwrap``, ``unshare``, or ``none`` (uncontained, asked
+    for with ``sandbox="none"``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -89,6 +95,7 @@ class ExecutionResult:
             "isolation_note": self.isolation_note,
             "pid": self.pid,
             "group_reaped": self.group_reaped,
+            "containment": str(self.containment),
         }
 
 

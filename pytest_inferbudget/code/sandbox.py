@@ -2,17 +2,21 @@
 
 What one call to :func:`run_candidate` does:
 
-- A fresh temporary working directory holds ``input.json`` (the source, the entry point and
-  the tests' arguments, never the expected answers) and a copy of the child harness
-  (:mod:`~pytest_inferbudget.code.harness`, copied so that an unprivileged uid can read it
-  wherever the package lies); both are deleted by the harness before any candidate code runs,
-  and the directory is removed afterwards.
+- It takes the containment probed for this interpreter (:mod:`~pytest_inferbudget.code.
+  isolation`): bubblewrap by default (:mod:`~pytest_inferbudget.code.bwrap`), else the
+  ``unshare`` recipe (:mod:`~pytest_inferbudget.code.unshare`), else it refuses with
+  :class:`SandboxError` naming the fix, unless the caller asked for ``sandbox="none"``.
+- The job (the source, the entry point and the tests' arguments, never the expected answers)
+  and a copy of the child harness (:mod:`~pytest_inferbudget.code.harness`) travel in memory
+  files into the sandbox's private tmpfs working directory; the harness deletes both before
+  any candidate code runs. Nothing of a contained run is written to the host's disk, and the
+  tmpfs mounts vanish with the sandbox. Uncontained (``none``), they lie in a host temporary
+  directory that is removed afterwards.
 - The child is ``python -I -S harness.py <fd>`` (isolated mode, no site-packages, no current
   directory on ``sys.path``), supervised by :mod:`~pytest_inferbudget.code.supervision`: its
   own session, an empty environment, rlimits, the wall-clock kill of its process group, and
-  CPU time from ``os.wait4``.
-- Where ``unshare`` allows (:mod:`~pytest_inferbudget.code.isolation`), it runs in new
-  network, PID and mount namespaces, as uid 65534 when root has an interpreter that uid can run.
+  CPU time from ``os.wait4``; afterwards the parent checks that no process of the sandbox's
+  PID namespace is left.
 - The harness reports return values only; the parent judges them
   (:mod:`~pytest_inferbudget.code.protocol`), so a candidate can forge nothing but its own
   answers.
@@ -28,49 +32,59 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Final
+from dataclasses import dataclass
+from typing import Final, final
 
 from pytest_inferbudget.code.isolation import (
+    HARNESS_PATH,
     UNPRIVILEGED_UID,
     Isolation,
     no_isolation,
+    own_namespace,
     own_netns,
     probe_isolation,
+    require_containment,
+    run_contained,
     unprivileged_interpreter,
 )
+from pytest_inferbudget.code.launch import Containment, SandboxChoice, Space
 from pytest_inferbudget.code.protocol import Records, judge
 from pytest_inferbudget.code.results import ExecutionResult, Executor, Outcome
-from pytest_inferbudget.code.supervision import Finished, group_alive, rlimits, run_supervised
+from pytest_inferbudget.code.supervision import (
+    Finished,
+    group_alive,
+    namespace_gone,
+    rlimits,
+    run_supervised,
+)
 from pytest_inferbudget.code.task import TestCase
 from pytest_inferbudget.errors import SandboxError
 
 __all__ = [
     "HARNESS_PATH",
     "UNPRIVILEGED_UID",
+    "Containment",
     "ExecutionResult",
     "Executor",
     "Isolation",
     "Outcome",
+    "SandboxChoice",
     "SandboxError",
+    "Sandboxed",
     "group_alive",
     "probe_isolation",
     "run_candidate",
     "unprivileged_interpreter",
 ]
 
-HARNESS_PATH: Final = Path(__file__).with_name("harness.py")
-"""The child harness, copied into each run's working directory."""
-
 _HARNESS_NAME: Final = "harness.py"
 
 
-def _prepare(workdir: str, source: str, entry_point: str, tests: Sequence[TestCase]) -> str:
+def _prepare(workdir: str, job: bytes) -> str:
     """Write the job and a copy of the harness into ``workdir``; return the harness's path."""
-    job = {"source": source, "entry_point": entry_point, "tests": [list(t.args) for t in tests]}
     path = os.path.join(workdir, "input.json")
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(job, f)
+    with open(path, "wb") as f:
+        f.write(job)
     os.chmod(path, 0o644)
     harness = os.path.join(workdir, _HARNESS_NAME)
     shutil.copyfile(HARNESS_PATH, harness)
@@ -102,33 +116,44 @@ def run_candidate(
     memory_mb: int,
     wall_seconds: float,
     file_size_mb: int = 16,
+    disk_mb: int = 64,
     open_files: int = 64,
     max_processes: int = 64,
     output_bytes: int = 64 * 1024,
     result_bytes: int = 64 * 1024 * 1024,
     python: str | None = None,
+    sandbox: SandboxChoice | str = SandboxChoice.AUTO,
     isolate: bool = True,
 ) -> ExecutionResult:
     """Run ``entry_point(*test.args)`` of ``source`` for every test, in order, in one
     contained child process, and judge the answers in this process.
 
+    Containment (``sandbox``): ``auto`` takes bubblewrap where it works, else the ``unshare``
+    recipe, else refuses with :class:`SandboxError`; ``bwrap`` and ``unshare`` take that one
+    or refuse; ``none`` runs the child uncontained, on purpose (``isolate=False`` is the
+    same). The result's ``containment`` says which ran.
+
     Limits: ``cpu_seconds`` (RLIMIT_CPU, whole seconds, rounded up), ``memory_mb``
-    (RLIMIT_AS of each process), ``wall_seconds`` (then the whole process group is killed),
-    ``file_size_mb`` (RLIMIT_FSIZE), ``open_files`` (RLIMIT_NOFILE), ``max_processes``
-    (RLIMIT_NPROC, only applied when the child runs as an unprivileged uid: the kernel does
-    not apply it to root), core dumps off. ``output_bytes`` caps what is kept of stdout (its
-    start) and stderr (its end); ``result_bytes`` caps the reported answers. ``isolate=False``
-    skips namespaces (for debugging); ``python`` picks the child's interpreter.
+    (RLIMIT_AS of each process), ``wall_seconds`` (then the whole process group, and with it
+    the sandbox's PID namespace, is killed), ``file_size_mb`` (RLIMIT_FSIZE), ``disk_mb``
+    (the size of each private tmpfs, ``/tmp`` with the working directory and ``/dev/shm``:
+    what the run may write in all; nothing reaches the host's disk), ``open_files``
+    (RLIMIT_NOFILE), ``max_processes`` (RLIMIT_NPROC, applied where the kernel sees uid 65534:
+    it does not bind root, nor a user namespace's mapped caller), core dumps off.
+    ``output_bytes`` caps what is kept of stdout (its start) and stderr (its end);
+    ``result_bytes`` caps the reported answers. ``python`` picks the child's interpreter.
 
     The tests stop at the first exception. A test is judged in order: a wrong answer before a
     crash or a timeout makes the run a wrong answer, as sequential execution would.
-    Raises :class:`SandboxError` when the child never got to run candidate code.
+    Raises :class:`SandboxError` when nothing can contain the child (and ``sandbox`` is not
+    ``none``), or when the child never got to run candidate code.
     """
     _check_positive("cpu_seconds", cpu_seconds)
     _check_positive("wall_seconds", wall_seconds)
     for name, value in (
         ("memory_mb", memory_mb),
         ("file_size_mb", file_size_mb),
+        ("disk_mb", disk_mb),
         ("open_files", open_files),
         ("max_processes", max_processes),
         ("output_bytes", output_bytes),
@@ -140,37 +165,53 @@ def run_candidate(
         raise ValueError(f"memory_mb must be >= 32 (Python itself needs some), got {memory_mb}")
     if not isinstance(entry_point, str) or not entry_point.isidentifier():
         raise ValueError(f"entry_point must be a Python identifier, got {entry_point!r}")
+    choice = _choice(sandbox, isolate)
     tests = tuple(tests)
     if not all(isinstance(t, TestCase) for t in tests):
         raise TypeError("tests must be TestCase objects (pytest_inferbudget.code.TestCase)")
-    interpreter = python or sys.executable
+    job = json.dumps(
+        {"source": source, "entry_point": entry_point, "tests": [list(t.args) for t in tests]}
+    ).encode("utf-8")
+    if len(job) >= min(file_size_mb, disk_mb) << 20:
+        raise ValueError(
+            f"the job ({len(job)} bytes of source and arguments) does not fit "
+            f"file_size_mb={file_size_mb} and disk_mb={disk_mb}; raise them"
+        )
     iso = (
-        probe_isolation(python)
-        if isolate
-        else no_isolation("isolation switched off (isolate=False)")
+        probe_isolation(python, str(choice))
+        if choice is not SandboxChoice.NONE
+        else no_isolation("containment switched off (sandbox='none')")
     )
-    preexec = rlimits(
-        cpu_seconds=cpu_seconds,
-        memory_bytes=memory_mb * 1024 * 1024,
-        file_bytes=file_size_mb * 1024 * 1024,
-        open_files=open_files,
-        processes=max_processes if iso.uid is not None else None,
-    )
-    workdir = tempfile.mkdtemp(prefix="inferbudget-code-")
-    try:
-        harness = _prepare(workdir, source, entry_point, tests)
-        if iso.uid is not None:
-            os.chown(workdir, iso.uid, iso.uid)
-        finished = run_supervised(
-            [*iso.prefix, interpreter, "-I", "-S", harness],
-            cwd=workdir,
-            preexec=preexec,
+    require_containment(iso, str(choice))
+    limits = {
+        "cpu_seconds": cpu_seconds,
+        "memory_bytes": memory_mb << 20,
+        "file_bytes": file_size_mb << 20,
+        "open_files": open_files,
+    }
+    if iso.containment is Containment.NONE:
+        finished = _run_uncontained(
+            python or sys.executable,
+            job,
+            limits,
             wall_seconds=wall_seconds,
             output_bytes=output_bytes,
             result_bytes=result_bytes,
         )
-    finally:
-        _remove_tree(workdir)
+    else:
+        finished = run_contained(
+            iso,
+            job,
+            Space(tmp_bytes=disk_mb << 20, shm_bytes=disk_mb << 20),
+            cpu_seconds=cpu_seconds,
+            memory_bytes=memory_mb << 20,
+            file_bytes=file_size_mb << 20,
+            open_files=open_files,
+            processes=max_processes,
+            wall_seconds=wall_seconds,
+            output_bytes=output_bytes,
+            result_bytes=result_bytes,
+        )
     return _result(
         finished,
         tests,
@@ -180,6 +221,79 @@ def run_candidate(
         output_bytes=output_bytes,
         result_bytes=result_bytes,
     )
+
+
+def _choice(sandbox: SandboxChoice | str, isolate: bool) -> SandboxChoice:
+    try:
+        choice = SandboxChoice(sandbox)
+    except ValueError:
+        known = ", ".join(c.value for c in SandboxChoice)
+        raise ValueError(f"sandbox must be one of {known}, got {sandbox!r}") from None
+    return choice if isolate else SandboxChoice.NONE
+
+
+def _run_uncontained(
+    python: str,
+    job: bytes,
+    limits: dict[str, int | float],
+    *,
+    wall_seconds: float,
+    output_bytes: int,
+    result_bytes: int,
+) -> Finished:
+    """``sandbox="none"``: the child in a host temporary directory, rlimits only."""
+    preexec = rlimits(
+        cpu_seconds=float(limits["cpu_seconds"]),
+        memory_bytes=int(limits["memory_bytes"]),
+        file_bytes=int(limits["file_bytes"]),
+        open_files=int(limits["open_files"]),
+        processes=None,
+    )
+    workdir = tempfile.mkdtemp(prefix="inferbudget-code-")
+    try:
+        harness = _prepare(workdir, job)
+        return run_supervised(
+            [python, "-I", "-S", harness],
+            cwd=workdir,
+            preexec=preexec,
+            wall_seconds=wall_seconds,
+            output_bytes=output_bytes,
+            result_bytes=result_bytes,
+        )
+    finally:
+        _remove_tree(workdir)
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Sandboxed:
+    """An :class:`Executor` that runs :func:`run_candidate` with a fixed ``sandbox`` choice
+    and interpreter; equal settings make equal (and equally hashed) executors, so scoring's
+    reference cache reuses one measurement per choice."""
+
+    sandbox: SandboxChoice = SandboxChoice.AUTO
+    python: str | None = None
+
+    def __call__(
+        self,
+        source: str,
+        entry_point: str,
+        tests: Sequence[TestCase],
+        *,
+        cpu_seconds: float,
+        memory_mb: int,
+        wall_seconds: float,
+    ) -> ExecutionResult:
+        return run_candidate(
+            source,
+            entry_point,
+            tests,
+            cpu_seconds=cpu_seconds,
+            memory_mb=memory_mb,
+            wall_seconds=wall_seconds,
+            python=self.python,
+            sandbox=self.sandbox,
+        )
 
 
 def _result(
@@ -204,6 +318,10 @@ def _result(
     note = iso.note
     if iso.network and not network_isolated:
         note = "; ".join(filter(None, [note, "the child's network namespace was the parent's"]))
+    pidns = records.header.get("pidns")
+    reaped = finished.group_reaped
+    if isinstance(pidns, str) and pidns not in ("", own_namespace("pid")):
+        reaped = namespace_gone(pidns) and reaped
     # The harness reports the soft CPU limit (SIGXCPU) itself; this catches the hard limit's
     # SIGKILL, judged with slack because this clock and the kernel's limit can differ by a
     # quarter (seen on a VM with paravirtual steal-time accounting).
@@ -236,7 +354,8 @@ def _result(
         network_isolated=network_isolated,
         isolation_note=note,
         pid=finished.pid,
-        group_reaped=finished.group_reaped,
+        group_reaped=reaped,
+        containment=iso.containment,
     )
 
 

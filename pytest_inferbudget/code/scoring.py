@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, final
 
+from pytest_inferbudget.code.launch import Containment, weakest
 from pytest_inferbudget.code.results import ExecutionResult, Executor, Outcome
 from pytest_inferbudget.code.sandbox import run_candidate
 from pytest_inferbudget.code.task import CENSOR_RULES, CensorRule, CodeTask, Level
@@ -177,6 +178,8 @@ class ReferenceTimings:
     censoring_seconds: tuple[float, ...]
     """``T`` per level under the task's ``censor`` rule (:func:`censoring_limits`)."""
     network_isolated: bool
+    containment: Containment = Containment.NONE
+    """The weakest containment any reference or baseline run had."""
 
 
 def _baseline_source(entry_point: str) -> str:
@@ -195,6 +198,7 @@ def measure_reference(task: CodeTask, executor: Executor = run_candidate) -> Ref
     """
     measured: list[tuple[float, float, float]] = []  # (net reference, baseline, wall)
     isolated = True
+    contained = Containment.BWRAP
     label = task.name or task.entry_point
     for j, level in enumerate(task.levels):
         ref_cpu: list[float] = []
@@ -228,6 +232,7 @@ def measure_reference(task: CodeTask, executor: Executor = run_candidate) -> Ref
                     f"{ref.detail}); stderr: {ref.stderr_tail[-300:]!r}"
                 )
             isolated = isolated and base.network_isolated and ref.network_isolated
+            contained = weakest(contained, base.containment, ref.containment)
             ref_cpu.append(ref.cpu_seconds)
             base_cpu.append(base.cpu_seconds)
             base_wall.append(base.wall_seconds)
@@ -255,7 +260,10 @@ def measure_reference(task: CodeTask, executor: Executor = run_candidate) -> Ref
         for (net, baseline, wall), limit in zip(measured, limits, strict=True)
     ]
     return ReferenceTimings(
-        levels=tuple(levels), censoring_seconds=limits, network_isolated=isolated
+        levels=tuple(levels),
+        censoring_seconds=limits,
+        network_isolated=isolated,
+        containment=contained,
     )
 
 
@@ -318,6 +326,9 @@ class SampleScore:
     network_isolated: bool
     """Every child of this sample, and of the reference, ran without network."""
     detail: str
+    containment: Containment = Containment.NONE
+    """The weakest containment of the sample's runs and its reference's: ``bwrap``,
+    ``unshare``, or ``none`` (uncontained, asked for with ``sandbox="none"``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -332,6 +343,7 @@ class SampleScore:
             "failed_level": self.failed_level,
             "network_isolated": self.network_isolated,
             "detail": self.detail,
+            "containment": str(self.containment),
         }
 
 
@@ -370,6 +382,7 @@ def score_sample(
     n = len(task.levels)
     times: list[float | None] = [None] * n
     isolated = reference.network_isolated
+    contained = reference.containment
     ref_times = tuple(lv.cpu_seconds for lv in reference.levels)
 
     def finish(outcome: Outcome, passed: bool, failed: int | None, detail: str) -> SampleScore:
@@ -386,6 +399,7 @@ def score_sample(
             failed_level=failed,
             network_isolated=isolated,
             detail=detail,
+            containment=contained,
         )
 
     for j, level in enumerate(task.levels):
@@ -402,6 +416,7 @@ def score_sample(
                 wall_seconds=limits.wall_limit_seconds,
             )
             isolated = isolated and result.network_isolated
+            contained = weakest(contained, result.containment)
             if result.outcome is not Outcome.OK:
                 stopped = result
                 break

@@ -23,7 +23,14 @@ from typing import Final, final
 
 from pytest_inferbudget.errors import SandboxError
 
-__all__ = ["Finished", "group_alive", "rlimits", "run_supervised"]
+__all__ = [
+    "Finished",
+    "group_alive",
+    "namespace_alive",
+    "namespace_gone",
+    "rlimits",
+    "run_supervised",
+]
 
 _GRACE_SECONDS: Final = 0.25
 """How long to keep reading pipes after the child is gone, for data still in flight."""
@@ -106,6 +113,42 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid``, read from ``/proc`` (empty without procfs)."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                parent = int(stat.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL the child's descendants, then its process group. A sandbox's first process
+    may sit in a session of its own (bubblewrap's ``--new-session``) and lose its
+    parent-death signal when it changes uid; as the PID 1 of its namespace, killing it takes
+    every process of the namespace along."""
+    for descendant in _descendants(pid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(descendant, signal.SIGKILL)
+    _kill_group(pid)
+
+
 def group_alive(pgid: int) -> bool:
     """Whether a process of group ``pgid`` still runs. Zombies do not count: a killed
     grandchild orphaned to the system's init waits there to be reaped, on init's
@@ -136,6 +179,40 @@ def group_alive(pgid: int) -> bool:
 def _group_gone(pgid: int, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while group_alive(pgid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def namespace_alive(pid_namespace: str) -> bool:
+    """Whether a live (not zombie) process of the PID namespace ``pid_namespace``
+    (``"pid:[inode]"``, as ``/proc/self/ns/pid`` reads inside it) is left on this machine.
+    Such a process may have left the child's process group (``setsid()``); it cannot leave
+    its PID namespace."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return False
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            if os.readlink(f"/proc/{entry}/ns/pid") != pid_namespace:
+                continue
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                state = stat.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue  # exited meanwhile, or not ours to inspect
+        if state not in (b"Z", b"X"):
+            return True
+    return False
+
+
+def namespace_gone(pid_namespace: str, timeout_s: float = _GROUP_GONE_SECONDS) -> bool:
+    """Wait up to ``timeout_s`` for every process of ``pid_namespace`` to end."""
+    deadline = time.monotonic() + timeout_s
+    while namespace_alive(pid_namespace):
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.005)
@@ -211,10 +288,12 @@ def run_supervised(
     wall_seconds: float,
     output_bytes: int,
     result_bytes: int,
+    pass_fds: Sequence[int] = (),
 ) -> Finished:
     """Start ``argv`` plus the number of the result pipe's write end as its last argument, in a
     new session with an empty environment, and supervise it to its end (see the module
-    docstring). Raises :class:`SandboxError` when it cannot start."""
+    docstring); ``pass_fds`` are inherited too (a launcher's job files). Raises
+    :class:`SandboxError` when it cannot start."""
     read_fd, write_fd = os.pipe()
     try:
         started = time.monotonic()
@@ -226,7 +305,7 @@ def run_supervised(
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                pass_fds=(write_fd,),
+                pass_fds=(write_fd, *pass_fds),
                 start_new_session=True,
                 preexec_fn=preexec,
             )
@@ -278,7 +357,10 @@ def _supervise(
         overflow = streams.result_overflow
         # The child is exited or still running, but not reaped: its pid still names the
         # process group, so killing the group cannot hit a recycled pid.
-        _kill_group(pid)
+        if killed or overflow:
+            _kill_tree(pid)
+        else:
+            _kill_group(pid)
         _, status, usage = os.wait4(pid, 0)
         wall = time.monotonic() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -295,7 +377,7 @@ def _supervise(
         proc.stdout.close()
         proc.stderr.close()
         if proc.returncode is None:
-            _kill_group(pid)
+            _kill_tree(pid)
             proc.wait()
     return Finished(
         exit_code=proc.returncode,

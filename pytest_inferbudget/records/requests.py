@@ -381,6 +381,9 @@ class Score:
     answer: str | None = None
     efficiency: float | None = None
     """An efficiency score given explicitly (e.g. from running generated code)."""
+    containment: str | None = None
+    """For model-written code: how it was contained when run (``bwrap``, ``unshare``,
+    ``none``: uncontained); None for a score that ran no code."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -390,11 +393,15 @@ class Score:
             "ms": self.ms,
             "answer": self.answer,
             "efficiency": self.efficiency,
+            "containment": self.containment,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Score:
-        return cls(**{key: data[key] for key in cls.__slots__})
+        return cls(
+            **{key: data[key] for key in cls.__slots__ if key != "containment"},
+            containment=data.get("containment"),
+        )
 
 
 def _sum_or_none(values: list[float | None]) -> float | None:

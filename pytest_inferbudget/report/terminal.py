@@ -80,7 +80,7 @@ def summary_lines(run: RunRecord) -> list[str]:
     """The terminal summary section: every budgeted test, its measured values and limits."""
     budgeted = [t for t in run.tests if t.budgets]
     if not budgeted:
-        return []
+        return _uncontained(run)
     header = ("test", *HEADER)
     rows = []
     for test in budgeted:
@@ -99,6 +99,7 @@ def summary_lines(run: RunRecord) -> list[str]:
         for b in test.budgets
         if b.verdict in (Verdict.INCONCLUSIVE, Verdict.UNMEASURED) and b.reason
     ]
+    lines += _uncontained(run)
     verdicts = [b.verdict for t in budgeted for b in t.budgets]
     labels = {Verdict.PASS: "passed", Verdict.FAIL: "failed"}
     counts = ", ".join(
@@ -106,3 +107,13 @@ def summary_lines(run: RunRecord) -> list[str]:
     )
     lines.append(f"{len(verdicts)} budget(s) in {len(budgeted)} test(s): {counts}")
     return lines
+
+
+def _uncontained(run: RunRecord) -> list[str]:
+    """A line for every test whose model-written code ran with no sandbox."""
+    return [
+        f"{test.nodeid}: {count} score(s) ran model-written code UNCONTAINED "
+        "(--inferbudget-sandbox=none)"
+        for test in run.tests
+        if (count := sum(s.containment == "none" for s in test.scores))
+    ]

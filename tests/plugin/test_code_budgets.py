@@ -42,6 +42,9 @@ def test_generated_code_is_scored_into_pass_and_eff_budgets(
             assert score["efficiency"] == 0
     budgets = {b["key"]: b for b in test["budgets"]}
     assert budgets["eff_at_k@2"]["verdict"] == "pass"
+    # contained by default, and the report says by what (CI installs bubblewrap)
+    assert {s["containment"] for s in scores} <= {"bwrap", "unshare"}
+    assert "UNCONTAINED" not in result.stdout.str()
 
 
 def test_wrong_code_scores_zero_and_fails_the_floor(

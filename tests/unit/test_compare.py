@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from pytest_inferbudget.compare import ComparisonError, compare_runs, hardware_key
+from pytest_inferbudget.contention import explainable_change
 from pytest_inferbudget.metrics.significance import bootstrap_log_ratio, holm, mann_whitney_u
 from pytest_inferbudget.records import (
     Comparison,
@@ -209,6 +210,20 @@ def test_a_slowdown_under_other_machine_load_is_inconclusive_but_cpu_time_is_jud
     slower_code = make_test("t.py::test_a", random.Random(2), slowdown=1.4, other_cpu_share=0.48)
     comparison = compare_runs(baseline, make_run(slower_code, run_id="new"))
     assert change_of(comparison, "cpu_ms_per_request") == "regression"
+
+    # five times slower is beyond what one core of other load can do to a 2-core machine
+    much_slower = make_test("t.py::test_a", random.Random(2), slowdown=5.0, other_cpu_share=0.48)
+    comparison = compare_runs(baseline, make_run(much_slower, run_id="new"))
+    ms = next(c for c in comparison.changes if c.metric == "ms_per_request")
+    assert ms.verdict == "regression" and ms.method == "mann-whitney"
+    assert "beyond the 87% that load could explain" in ms.detail, ms.detail
+
+
+def test_the_change_load_can_explain() -> None:
+    assert explainable_change(0.0, 0.5) == pytest.approx(1.0)  # half the machine: 2x
+    assert explainable_change(0.5, 0.0) == pytest.approx(1.0)  # symmetric
+    assert explainable_change(0.2, 0.2) == 0.0
+    assert explainable_change(0.0, 1.0) == pytest.approx(19.0)  # capped at 20-fold
 
 
 def test_the_same_load_on_both_sides_leaves_a_regression_a_regression() -> None:
