@@ -91,6 +91,30 @@ def _samples(test: TestRecord) -> dict[str, list[float]]:
     }
 
 
+def _log_ratios(
+    base: TestRecord, cand: TestRecord, metrics: Sequence[str]
+) -> dict[str, list[float]]:
+    """Per metric, ``log(candidate / baseline)`` of each request both runs made alike
+    (same greedy requests, same order) and both measured; metrics with fewer than two
+    such pairs, or non-positive values, are left to the unpaired test."""
+    base_traces = [t for t in base.traces if t.generations]
+    cand_traces = [t for t in cand.traces if t.generations]
+    if len(base_traces) != len(cand_traces):
+        return {}
+    found = {}
+    for metric in metrics:
+        if KEYS[metric].deterministic:
+            continue
+        ratios = []
+        for b, c in zip(base_traces, cand_traces, strict=True):
+            x, y = samples_of(metric, [b]), samples_of(metric, [c])
+            if len(x) == len(y) == 1 and x[0] > 0 and y[0] > 0:
+                ratios.append(math.log(y[0] / x[0]))
+        if len(ratios) >= 2:
+            found[metric] = ratios
+    return found
+
+
 def _request_plan(test: TestRecord) -> list[tuple[str, list[dict[str, Any]]]] | None:
     """Each trace's strategy and requests, when every request was greedy; else None."""
     plan = []
@@ -205,12 +229,24 @@ def _statistical(
     gates: _Gates,
     alpha: float,
     resamples: int,
+    pairs: Mapping[str, list[float]] | None = None,
 ) -> list[MetricChange]:
     """Mann-Whitney with Holm across ``metrics``; or, where the samples are too few for
     any of them ever to be significant, the point change (deterministic quantities) or
-    ``inconclusive``; ``equal`` where both sides hold the same values."""
+    ``inconclusive``; ``equal`` where both sides hold the same values.
+
+    A metric in ``pairs`` (the log ratios of the same requests, candidate over baseline)
+    is judged paired instead: a sign-flip permutation test on the log ratios, its change
+    the geometric mean ratio. The same requests differ among themselves far more than one
+    request between two runs, so pairing is what lets a 25% slowdown stand out of a dozen
+    requests of different lengths.
+    """
+    pairs = pairs or {}
     tested = [m for m in metrics if sorted(before[m]) != sorted(after[m])]
-    results = [mann_whitney_u(before[m], after[m]) for m in tested]
+    results = [
+        (0.0, paired_permutation_p(pairs[m])) if m in pairs else mann_whitney_u(before[m], after[m])
+        for m in tested
+    ]
     adjusted = dict(zip(tested, holm([p for _, p in results]), strict=True))
     raw = dict(zip(tested, results, strict=True))
     changes = []
@@ -229,8 +265,17 @@ def _statistical(
         else:
             u, p_value = raw[metric]
             p_adj = adjusted[metric]
-            reachable = min_p_value(len(a), len(b)) * len(tested) <= alpha
-            shift = u - len(a) * len(b) / 2.0  # < 0: the candidate ranks higher
+            if metric in pairs:
+                ratios = pairs[metric]
+                method = "paired"
+                change = math.expm1(statistics.fmean(ratios))
+                detail = f"the same {len(ratios)} requests on both sides, paired"
+                smallest = paired_permutation_p([1.0] * len(ratios))
+                reachable = smallest * len(tested) <= alpha
+                shift = -statistics.fmean(ratios)  # < 0: the candidate is slower
+            else:
+                reachable = min_p_value(len(a), len(b)) * len(tested) <= alpha
+                shift = u - len(a) * len(b) / 2.0  # < 0: the candidate ranks higher
             if not reachable and key.deterministic:
                 mean_change = _relative(statistics.fmean(a), statistics.fmean(b))
                 verdict = _worse(mean_change, threshold, Direction.AT_MOST) or Change.UNCHANGED
@@ -241,8 +286,11 @@ def _statistical(
                 )
             elif not reachable:
                 verdict = Change.INCONCLUSIVE
+                n_pairs = (
+                    f"{len(pairs[metric])} paired" if metric in pairs else f"{len(a)} vs {len(b)}"
+                )
                 detail = (
-                    f"n too small: {len(a)} vs {len(b)} requests can never reach "
+                    f"n too small: {n_pairs} requests can never reach "
                     f"significance at alpha {alpha:g} over {len(tested)} metric(s)"
                 )
             elif p_adj > alpha:
@@ -256,6 +304,11 @@ def _statistical(
         ci_low = ci_high = None
         if method == "mann-whitney" and resamples > 0 and min(a) > 0 and min(b) > 0:
             _, low, high = bootstrap_log_ratio(a, b, resamples=resamples, confidence=1.0 - alpha)
+            ci_low, ci_high = math.expm1(low), math.expm1(high)
+        elif method == "paired" and resamples > 0:
+            from pytest_inferbudget.metrics.accuracy import bootstrap_ci
+
+            low, high = bootstrap_ci(pairs[metric], confidence=1.0 - alpha, resamples=resamples)
             ci_low, ci_high = math.expm1(low), math.expm1(high)
         changes.append(
             MetricChange(
@@ -372,9 +425,10 @@ def compare_test(
     deterministic = [m for m in before if KEYS[m].deterministic]
     exact_metrics = [m for m in deterministic if exact and before[m] and after[m]]
     statistical = [m for m in before if before[m] and after[m] and m not in exact_metrics]
+    pairs = _log_ratios(base, cand, statistical) if exact else {}
     changes = {
         c.metric: c
-        for c in _statistical(nodeid, statistical, before, after, limits, alpha, resamples)
+        for c in _statistical(nodeid, statistical, before, after, limits, alpha, resamples, pairs)
     }
     for metric in exact_metrics:
         changes[metric] = _exact(

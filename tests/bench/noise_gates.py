@@ -25,9 +25,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import io
 import itertools
 import json
+import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -110,30 +113,56 @@ class Serve:
 
 @contextlib.contextmanager
 def noise(on: bool) -> Iterator[None]:
+    """cpu-noise started outside this process tree (its shell exits at once, so init
+    adopts it): the machine-load meter must see it as another job, not as our work."""
     if not on:
         yield
         return
-    process = subprocess.Popen([sys.executable, str(NOISE), "--seconds", "600", "--workers", "1"])
+    started = subprocess.run(
+        [
+            "sh",
+            "-c",
+            f'"{sys.executable}" "{NOISE}" --seconds 600 --workers 1 >/dev/null 2>&1 & echo $!',
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pid = int(started.stdout.split()[-1])
     try:
         time.sleep(0.5)
         yield
     finally:
-        process.terminate()
-        process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        time.sleep(0.2)
 
 
 def run_session(engine: Engine, folder: Path, prompts: list[str], slow: bool, noisy: bool) -> Any:
     folder.mkdir(parents=True)
+    # one node id in every session, so that runs compare test by test; importlib mode
+    # lets pytest.main import a same-named module from another folder in this process
     (folder / "test_session.py").write_text(SUITE.format(prompts=prompts))
     report = folder / "r.json"
-    with noise(noisy):
-        code = pytest.main(
-            [str(folder), "-q", "-p", "no:cacheprovider", f"--inferbudget-json={report}"],
-            plugins=[Serve(engine, SLOWDOWN if slow else 0.0)],
-        )
+    args = [
+        str(folder),
+        f"--rootdir={folder}",
+        "--import-mode=importlib",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        f"--inferbudget-json={report}",
+    ]
+    with noise(noisy), contextlib.redirect_stdout(io.StringIO()) as output:
+        code = pytest.main(args, plugins=[Serve(engine, SLOWDOWN if slow else 0.0)])
+    if code != 0:
+        sys.stderr.write(output.getvalue())
     if code != 0:
         raise SystemExit(f"session in {folder} failed with exit code {code}")
-    return json.loads(report.read_text())
+    data = json.loads(report.read_text())
+    if [t["nodeid"] for t in data["tests"]] != ["test_session.py::test_requests"]:
+        raise SystemExit(f"unexpected tests in {report}: the runs would not compare")
+    return data
 
 
 def noise_kind(a: bool, b: bool) -> str:

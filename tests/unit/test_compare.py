@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -16,6 +17,7 @@ from pytest_inferbudget.contention import explainable_change
 from pytest_inferbudget.metrics.significance import bootstrap_log_ratio, holm, mann_whitney_u
 from pytest_inferbudget.records import (
     Comparison,
+    TestRecord,
 )
 from tests.unit.runs import (
     ENGINE,
@@ -215,7 +217,7 @@ def test_a_slowdown_under_other_machine_load_is_inconclusive_but_cpu_time_is_jud
     much_slower = make_test("t.py::test_a", random.Random(2), slowdown=5.0, other_cpu_share=0.48)
     comparison = compare_runs(baseline, make_run(much_slower, run_id="new"))
     ms = next(c for c in comparison.changes if c.metric == "ms_per_request")
-    assert ms.verdict == "regression" and ms.method == "mann-whitney"
+    assert ms.verdict == "regression" and ms.method == "paired"
     assert "beyond the 87% that load could explain" in ms.detail, ms.detail
 
 
@@ -243,9 +245,45 @@ def test_a_significant_change_within_the_threshold_is_not_a_regression() -> None
     candidate = make_run(make_test("t.py::test_a", random.Random(2), sigma=0.005, slowdown=1.02))
     comparison = compare_runs(baseline, candidate, thresholds={"ms_per_request": 0.10})
     ms = next(c for c in comparison.changes if c.metric == "ms_per_request")
-    assert ms.p_adjusted is not None and ms.p_adjusted < 1e-6  # clearly significant
+    # clearly significant: the same 30 requests, paired (the permutation test's floor is
+    # 1 / 20001 Monte Carlo draws)
+    assert ms.method == "paired" and ms.p_adjusted is not None and ms.p_adjusted < 1e-3
     assert ms.verdict == "unchanged"
     assert "ms_per_request" not in {c.metric for c in comparison.regressions}
+
+
+def test_the_same_requests_are_compared_paired_and_others_unpaired() -> None:
+    """Requests of different lengths vary among themselves far more than between runs:
+    paired, a 25% slowdown of 12 such requests stands out; unpaired it cannot."""
+
+    def lengths_vary(rng: random.Random, slowdown: float, sampled: bool = False) -> TestRecord:
+        test = make_test("t.py::test_a", rng, n=12, sigma=0.05, greedy=not sampled)
+        scaled = []
+        for i, trace in enumerate(test.traces):
+            (response,) = trace.responses
+            (g,) = response.generations
+            scale = (1 + i % 6) * slowdown  # 1x to 6x as long, by prompt
+            g = dataclasses.replace(g, e2e_ms=(g.e2e_ms or 0) * scale)
+            scaled.append(
+                dataclasses.replace(
+                    trace, responses=(dataclasses.replace(response, generations=(g,)),)
+                )
+            )
+        test.traces = scaled
+        return test
+
+    baseline = make_run(lengths_vary(random.Random(1), 1.0))
+    slower = make_run(lengths_vary(random.Random(2), 1.25))
+    ms = next(c for c in compare_runs(baseline, slower).changes if c.metric == "ms_per_request")
+    assert ms.method == "paired" and ms.verdict == "regression", ms
+    assert ms.relative_change == pytest.approx(0.25, abs=0.05)
+    assert ms.ci_low is not None and ms.ci_low > 0.1
+
+    sampled = make_run(lengths_vary(random.Random(2), 1.25, sampled=True))
+    base_sampled = make_run(lengths_vary(random.Random(1), 1.0, sampled=True))
+    unpaired = compare_runs(base_sampled, sampled).changes
+    ms = next(c for c in unpaired if c.metric == "ms_per_request")
+    assert ms.method == "mann-whitney" and ms.verdict == "insignificant", ms
 
 
 def test_a_speedup_is_an_improvement_never_a_regression() -> None:
