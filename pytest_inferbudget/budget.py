@@ -73,9 +73,10 @@ class Key(NamedTuple):
     the point change when no test can reach significance."""
     unmeasured_hint: str = ""
     """Why a trace may carry no sample of it, for the verdict's reason."""
-    wall_clock: bool = False
-    """Measured by a wall clock, so other load on the machine stretches it: a comparison
-    between runs under different load calls its change inconclusive."""
+    load_sensitive: bool = False
+    """Other load on the machine moves it (wall-clock times; and the CPU time of an engine
+    whose threads spin while they wait for a busy core): a comparison between runs under
+    different load calls its change inconclusive."""
 
     @property
     def accuracy(self) -> bool:
@@ -106,27 +107,28 @@ KEYS: dict[str, Key] = {
         "ms",
         lambda t, _: [t.e2e_ms],
         compared=True,
-        wall_clock=True,
+        load_sensitive=True,
         unmeasured_hint="the engine measured no end-to-end time (replayed results carry none)",
     ),
     "ttft_ms": Key(
         "ms",
         lambda t, _: [t.ttft_ms],
         compared=True,
-        wall_clock=True,
+        load_sensitive=True,
         unmeasured_hint="the engine measured no time to first token",
     ),
     "tpot_ms": Key(
         "ms",
         lambda t, _: [t.tpot_ms],
         compared=True,
-        wall_clock=True,
+        load_sensitive=True,
         unmeasured_hint="time per output token needs a completion of two or more tokens",
     ),
     "cpu_ms_per_request": Key(
         "ms",
         lambda t, _: [t.cpu_ms],
         compared=True,
+        load_sensitive=True,
         unmeasured_hint="no CPU time: the engine is a server this session did not start, or "
         "the results were replayed",
     ),

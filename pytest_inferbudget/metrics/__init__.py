@@ -35,6 +35,7 @@ from pytest_inferbudget.metrics.significance import (
     bootstrap_log_ratio,
     holm,
     mann_whitney_u,
+    paired_min_p,
     paired_permutation_p,
 )
 from pytest_inferbudget.metrics.stats import STATISTICS, quantile, summarize
@@ -54,6 +55,7 @@ __all__ = [
     "mann_whitney_u",
     "mean_confidence_sequence",
     "mean_verdict",
+    "paired_min_p",
     "paired_permutation_p",
     "pass_at_k",
     "pass_at_k_problems",

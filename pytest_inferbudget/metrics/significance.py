@@ -179,6 +179,14 @@ PAIRED_EXACT_MAX = 16
 (2**16 sign patterns); beyond it, 20,000 random patterns from a fixed seed."""
 
 
+def paired_min_p(n: int, *, resamples: int = 20_000) -> float:
+    """The smallest p-value :func:`paired_permutation_p` can give for ``n`` non-zero pairs:
+    the two extreme sign patterns of ``2**n`` (exact), or one draw in ``resamples + 1``."""
+    if n <= 0:
+        return 1.0
+    return 2.0 / (1 << n) if n <= PAIRED_EXACT_MAX else 1.0 / (resamples + 1)
+
+
 def paired_permutation_p(differences: Sequence[float], *, resamples: int = 20_000) -> float:
     """Two-sided p-value of the paired sign-flip permutation test that the mean of
     ``differences`` (candidate minus baseline, per problem) is zero.
