@@ -119,10 +119,10 @@ def test_same_code_twice_shows_no_regression_and_a_slowdown_is_caught(
     slow.stdout.fnmatch_lines(
         [
             "inferbudget: regression against baseline base (*",
-            "*::test_many_requests ms_per_request: * -> * (+*%, threshold 100%, *regression)",
+            "*::test_many_requests ms_per_request: * -> * (+*%, threshold 100%, *regression)*",
             "*test_many_requests  ms_per_request *+*%*100% gate*REGRESSION (gated)",
             "inferbudget: ERROR gate failed (--inferbudget-compare-fail):",
-            "  *::test_many_requests ms_per_request: * -> * (+*%, threshold 100%, *regression)",
+            "  *::test_many_requests ms_per_request: * -> * (+*%, threshold 100%, *regression)*",
         ]
     )
     report = json.loads((pytester.path / "run.json").read_text())
