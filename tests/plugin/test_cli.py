@@ -7,30 +7,7 @@ from pathlib import Path
 import pytest
 
 from pytest_inferbudget.cli import main
-from pytest_inferbudget.perfmodel import (
-    RuntimeProfile,
-    TimingSample,
-    build_profile,
-    fit_profile,
-)
 from tests.conftest import ReuseEngine
-
-LENGTHS = (1, 64, 256)
-
-
-def write_profile(path: Path, prompt_ms: dict[int, float], per_token_ms: float) -> RuntimeProfile:
-    """A profile fitted, exactly, to timings that follow the given coefficients."""
-    samples = [
-        TimingSample(p, o, prompt_ms[p], prompt_ms[p] + per_token_ms * (o - 1))
-        for p in LENGTHS
-        for o in (8, 32)
-    ]
-    fit = fit_profile(samples, LENGTHS)
-    profile = build_profile(
-        fit, samples, model="smollm2", hardware_key="test", engine_spec="transformers:x"
-    )
-    profile.save(path)
-    return profile
 
 
 def test_cli_shows_compares_and_renders_saved_runs(

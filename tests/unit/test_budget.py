@@ -12,25 +12,8 @@ from pytest_inferbudget import budget, metrics, verdicts, vocabulary
 from pytest_inferbudget.budget import BudgetLimit, parse_markers
 from pytest_inferbudget.errors import BudgetSpecError
 from pytest_inferbudget.metrics import quantile
-from pytest_inferbudget.records import (
-    Generation,
-    Request,
-    Response,
-    Trace,
-)
 from pytest_inferbudget.verdicts import evaluate
-
-
-def response(tokens: list[int], e2e: list[float | None], ttft: float | None = 10.0) -> Response:
-    request = Request("q", temperature=0.5 if len(tokens) > 1 else 0.0, n=len(tokens))
-    generations = tuple(
-        Generation("a", 7, t, "stop", e, ttft, None) for t, e in zip(tokens, e2e, strict=True)
-    )
-    return Response(request, generations, "test:engine")
-
-
-def trace(tokens: list[int], e2e: list[float | None], ttft: float | None = 10.0) -> Trace:
-    return Trace((response(tokens, e2e, ttft),))
+from tests.unit.runs import trace
 
 
 def test_evaluate_uses_each_keys_samples_and_statistic() -> None:

@@ -18,18 +18,7 @@ from pytest_inferbudget.records import (
     Trace,
 )
 from pytest_inferbudget.vocabulary import Verdict
-
-
-def response(tokens: list[int], e2e: list[float | None], ttft: float | None = 10.0) -> Response:
-    request = Request("q", temperature=0.5 if len(tokens) > 1 else 0.0, n=len(tokens))
-    generations = tuple(
-        Generation("a", 7, t, "stop", e, ttft, None) for t, e in zip(tokens, e2e, strict=True)
-    )
-    return Response(request, generations, "test:engine")
-
-
-def trace(tokens: list[int], e2e: list[float | None], ttft: float | None = 10.0) -> Trace:
-    return Trace((response(tokens, e2e, ttft),))
+from tests.unit.runs import response, trace
 
 
 def test_run_record_round_trips_through_json() -> None:
