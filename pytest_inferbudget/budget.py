@@ -33,8 +33,9 @@ if TYPE_CHECKING:
     from pytest_inferbudget.records import Trace
 
 DEFAULT_STAT = Statistic.MEAN.value
-COST_UNITS = ("tokens", "ms")
-"""What a sample's cost can be counted in (energy joins when the meters record it)."""
+COST_UNITS = ("tokens", "ms", "eflops")
+"""What a sample's cost can be counted in (energy joins when the meters record it);
+``eflops`` is Kinetics' memory-aware cost, predicted with ``--inferbudget-accelerator``."""
 
 Sampler = Callable[["Trace", str], "Sequence[float | None]"]
 """Reads one trace's samples of a key; the ``str`` is the budget's ``energy=`` kind."""
@@ -77,17 +78,28 @@ class Key(NamedTuple):
     """Other load on the machine moves it (wall-clock times; and the CPU time of an engine
     whose threads spin while they wait for a busy core): a comparison between runs under
     different load calls its change inconclusive."""
+    load: bool = False
+    """Judged on the test's load runs (``load.run``, ``load.find_max_rate``) against the
+    marker's ``slo=`` (docs/load.md), not per trace or per score."""
+    text: bool = False
+    """Judged on the texts the test measured with ``infer.measure_text`` (the marker's
+    ``text=`` picks one by name), not per trace or per score."""
 
     @property
     def accuracy(self) -> bool:
-        return self.sample is None and self.totals is None
+        return self.sample is None and self.totals is None and not self.load and not self.text
 
 
 def _energy_totals(trace: Trace, kind: str) -> tuple[float | None, float]:
     """Energy over the measured windows per output token, as vLLM's and Zeus's meters
     report it: a ratio of totals, not a mean of per-request ratios."""
-    return trace.energy(kind), float(trace.completion_tokens)
+    return trace.bounded_energy(kind), float(trace.completion_tokens)
 
+
+_ENERGY_HINT = (
+    "no energy within its error bound: no meter measured it, or the windows were too short "
+    "for the energy counter to resolve within 10% (batch more requests per engine call)"
+)
 
 KEYS: dict[str, Key] = {
     "max_tokens": Key(
@@ -133,9 +145,18 @@ KEYS: dict[str, Key] = {
         "the results were replayed",
     ),
     "joules_per_token": Key(
-        "J/token", totals=_energy_totals, fixed_stat="total", needs_hardware=True
+        "J/token",
+        totals=_energy_totals,
+        fixed_stat="total",
+        needs_hardware=True,
+        unmeasured_hint=_ENERGY_HINT,
     ),
-    "joules_per_request": Key("J", lambda t, kind: [t.energy(kind)], needs_hardware=True),
+    "joules_per_request": Key(
+        "J",
+        lambda t, kind: [t.bounded_energy(kind)],
+        needs_hardware=True,
+        unmeasured_hint=_ENERGY_HINT,
+    ),
     "idealized_ms_per_request": Key(
         "ms",
         lambda t, _: [t.idealized_ms],
@@ -148,6 +169,14 @@ KEYS: dict[str, Key] = {
         unmeasured_hint="no hardware bound: pass --inferbudget-accelerator NAME "
         "(or cpu:PEAK_GFLOPS:BANDWIDTH_GBS)",
     ),
+    "eflops_per_request": Key(
+        "eFLOPs",
+        lambda t, _: [t.eflops],
+        compared=True,
+        deterministic=True,
+        unmeasured_hint="no hardware to price bytes against: pass --inferbudget-accelerator "
+        "NAME (or cpu:PEAK_GFLOPS:BANDWIDTH_GBS)",
+    ),
     "peak_memory_mb": Key(
         "MB",
         lambda t, _: [t.peak_memory_mb],
@@ -155,17 +184,35 @@ KEYS: dict[str, Key] = {
         needs_hardware=True,
         unmeasured_hint="the memory meter could not read this process's peak RSS",
     ),
+    "peak_gpu_memory_mb": Key(
+        "MB",
+        lambda t, _: [t.peak_gpu_memory_mb],
+        fixed_stat="max",
+        needs_hardware=True,
+        unmeasured_hint="the engine reports no GPU memory: it runs on the CPU or is a server "
+        "(transformers on CUDA gives torch's peak, vLLM its KV-cache blocks)",
+    ),
     "pass_at_k": Key("", direction=Direction.AT_LEAST, takes_k=True, compared=True),
     "eff_at_k": Key("", direction=Direction.AT_LEAST, takes_k=True, compared=True),
     "maj_at_k": Key("", direction=Direction.AT_LEAST, takes_k=True, compared=True),
     "cost_of_pass": Key("tokens", ratio=True, compared=True),
     "e3": Key("", direction=Direction.AT_LEAST, ratio=True, compared=True),
+    "attainment": Key("", direction=Direction.AT_LEAST, load=True),
+    "goodput_rps": Key("req/s", direction=Direction.AT_LEAST, load=True),
+    "good_tokens_per_s": Key("tokens/s", direction=Direction.AT_LEAST, load=True),
+    "max_rate_rps": Key("req/s", direction=Direction.AT_LEAST, load=True),
+    "information_capacity": Key("", direction=Direction.AT_LEAST, text=True),
+    "bits_per_byte": Key("bits/byte", text=True),
 }
 """Every budget key. Cost keys sample each trace (one logical request) the test recorded;
 accuracy keys aggregate the scores given with ``infer.score``."""
 
-COST_KEYS: dict[str, Key] = {name: key for name, key in KEYS.items() if not key.accuracy}
+COST_KEYS: dict[str, Key] = {
+    name: key for name, key in KEYS.items() if not key.accuracy and not key.load and not key.text
+}
+TEXT_KEYS: dict[str, Key] = {name: key for name, key in KEYS.items() if key.text}
 ACCURACY_KEYS: dict[str, Key] = {name: key for name, key in KEYS.items() if key.accuracy}
+LOAD_KEYS: dict[str, Key] = {name: key for name, key in KEYS.items() if key.load}
 COMPARED_KEYS: dict[str, Key] = {name: key for name, key in KEYS.items() if key.compared}
 """What ``--inferbudget-compare`` compares per test; ``--inferbudget-compare-fail`` and
 ``compare_fail=`` may name these."""
@@ -182,6 +229,9 @@ MODIFIERS = (
     "energy",
     "hardware",
     "compare_fail",
+    "slo",
+    "slo_requires_correct",
+    "text",
 )
 ENERGY_KINDS = ("gross", "net")
 
@@ -208,6 +258,12 @@ class BudgetLimit(NamedTuple):
     """Energy keys: ``gross`` as metered, or ``net`` of the idle power."""
     hardware: str | None = None
     """A pattern matched against the machine; None is the limit for any other machine."""
+    slo: tuple[tuple[str, float], ...] = ()
+    """Load keys: the marker's SLO terms (``(("ttft_ms", 500.0), ...)``)."""
+    requires_correct: bool = False
+    """Load keys: a request is good only when also scored correct."""
+    text: str | None = None
+    """Text keys: the name given to ``infer.measure_text``; None judges every text."""
 
     @property
     def direction(self) -> Direction:
@@ -352,6 +408,8 @@ def parse_marker_kwargs(kwargs: Mapping[str, Any], *, where: str) -> list[Budget
                 unit = cost_unit if key == "cost_of_pass" else ""
                 limit = _positive(value, where=where, key=key, unit=unit)
                 limits.append(BudgetLimit(key, limit, "mean", cost=cost_unit))
+    limits += _load_limits(kwargs, where, confidence)
+    limits += _text_limits(kwargs, where)
     limits += _hardware_limits(kwargs, where)
     if not limits and "compare_fail" not in kwargs:
         raise BudgetSpecError(
@@ -360,6 +418,104 @@ def parse_marker_kwargs(kwargs: Mapping[str, Any], *, where: str) -> list[Budget
     if "eff_reference" in kwargs and not any(lim.key == "eff_at_k" for lim in limits):
         raise BudgetSpecError(f"{where}: eff_reference= is given without eff_at_k in its marker")
     return limits
+
+
+def _text_limits(kwargs: Mapping[str, Any], where: str) -> list[BudgetLimit]:
+    name = kwargs.get("text")
+    if name is not None and (not isinstance(name, str) or not name):
+        raise BudgetSpecError(
+            f"{_where(where, 'text', name)} must be the name given to infer.measure_text(..., "
+            "name=...)"
+        )
+    keys = [key for key in kwargs if key in TEXT_KEYS]
+    if name is not None and not keys:
+        raise BudgetSpecError(
+            f"{where}: text= is given without information_capacity or bits_per_byte in its marker"
+        )
+    limits = []
+    for key in keys:
+        value = kwargs[key]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise BudgetSpecError(f"{_where(where, key, value)} must be a finite number")
+        if key == "bits_per_byte":
+            value = _positive(value, where=where, key=key, unit="bits/byte")
+        limits.append(BudgetLimit(key, float(value), "", text=name))
+    return limits
+
+
+def _load_limits(
+    kwargs: Mapping[str, Any], where: str, confidence: float | None
+) -> list[BudgetLimit]:
+    """``slo={...}`` (or a preset name) with ``attainment=``, ``goodput_rps=``,
+    ``good_tokens_per_s=``, ``max_rate_rps=``; a preset alone implies its attainment."""
+    requires = kwargs.get("slo_requires_correct", False)
+    if not isinstance(requires, bool):
+        raise BudgetSpecError(f"{_where(where, 'slo_requires_correct', requires)} must be a bool")
+    values: dict[str, object] = {k: v for k, v in kwargs.items() if k in LOAD_KEYS}
+    slo = kwargs.get("slo")
+    terms: tuple[tuple[str, float], ...] = ()
+    if slo is None:
+        if requires:
+            raise BudgetSpecError(f"{where}: budget slo_requires_correct=True needs slo=...")
+        needing = [k for k in values if k != "max_rate_rps"]
+        if needing:
+            raise BudgetSpecError(
+                f"{where}: budget {needing[0]} needs slo=..., the objectives each request "
+                "must meet, such as slo={'ttft_ms': 500, 'tpot_ms': 50} or a preset name"
+            )
+    else:
+        terms, implied = _parse_slo(slo, where)
+        if not values:
+            if implied is None:
+                raise BudgetSpecError(
+                    f"{where}: budget slo= sets objectives but no limit on them; add "
+                    "attainment=, goodput_rps=, good_tokens_per_s= or max_rate_rps="
+                )
+            values["attainment"] = implied
+    limits = []
+    for key, value in values.items():
+        floor = _positive(value, where=where, key=key, unit=KEYS[key].unit)
+        if key == "attainment" and floor > 1:
+            raise BudgetSpecError(
+                f"{_where(where, key, value)} is a share of requests: between 0 and 1"
+            )
+        level = confidence if key == "attainment" else None
+        limits.append(
+            BudgetLimit(key, floor, "mean", confidence=level, slo=terms, requires_correct=requires)
+        )
+    return limits
+
+
+def _parse_slo(value: object, where: str) -> tuple[tuple[tuple[str, float], ...], float | None]:
+    """The SLO's terms, and the attainment a preset implies (None for a dict)."""
+    from pytest_inferbudget.load.presets import SLO_PRESETS, SLO_TERMS
+
+    if isinstance(value, str):
+        preset = SLO_PRESETS.get(value)
+        if preset is None:
+            raise BudgetSpecError(
+                f"{_where(where, 'slo', value)} is not a preset; presets: {', '.join(SLO_PRESETS)}"
+            )
+        return preset.terms, preset.attainment
+    if not isinstance(value, Mapping) or not value:
+        raise BudgetSpecError(
+            f"{_where(where, 'slo', value)} must map terms ({', '.join(SLO_TERMS)}) to ms, "
+            "for example slo={'ttft_ms': 500}, or name a preset"
+        )
+    for term in value:
+        if term not in SLO_TERMS:
+            raise BudgetSpecError(
+                f"{where}: budget slo term {term!r} is not one of {', '.join(SLO_TERMS)}"
+            )
+    return tuple(
+        (term, _positive(value[term], where=where, key=f"slo[{term!r}]", unit="ms"))
+        for term in SLO_TERMS
+        if term in value
+    ), None
 
 
 def _hardware_limits(kwargs: Mapping[str, Any], where: str) -> list[BudgetLimit]:

@@ -163,6 +163,56 @@ def _write_reports(args: argparse.Namespace, run: dict[str, Any], comparison: An
     return bool(args.md or args.html)
 
 
+def _history(args: argparse.Namespace) -> int:
+    """Each metric of each test over the saved runs of each hardware key, change points
+    marked; a broken run is reported and left out, never skipped silently."""
+    import json
+
+    from pytest_inferbudget.records import RunRecord
+    from pytest_inferbudget.report.history import HISTORY_HEADER, history_series, history_table
+    from pytest_inferbudget.report.html import render_history_page
+    from pytest_inferbudget.report.terminal import render_table
+    from pytest_inferbudget.storage import hardware_keys, load_run, saved_runs, write_text_atomic
+
+    root = Path(args.storage)
+    keys = [k for k in hardware_keys(root) if k.startswith(args.key or "")]
+    if not keys:
+        print(
+            f"no saved runs under {root}"
+            + (f" with a key starting {args.key!r}" if args.key else ""),
+            file=sys.stderr,
+        )
+        return 2
+    sections = []
+    broken = 0
+    for key in keys:
+        runs = []
+        for path in saved_runs(root, key):
+            try:
+                runs.append(RunRecord.from_dict(load_run(path)))
+            except InferBudgetError as exc:
+                broken += 1
+                print(f"inferbudget: error: {exc} (left out of the history)", file=sys.stderr)
+        series = [
+            s
+            for s in history_series(runs)
+            if args.test in s.nodeid and (not args.metric or s.metric.startswith(args.metric))
+        ]
+        sections.append((key, series))
+        print(f"hardware key {key}: {len(runs)} saved run(s)")
+        rows = history_table(series)
+        for line in render_table(HISTORY_HEADER, rows) if rows else ["no metric in 2 runs or more"]:
+            print(line)
+    if args.json:
+        data = {key: [s.to_dict() for s in series] for key, series in sections}
+        write_text_atomic(Path(args.json), json.dumps(data, indent=2) + "\n")
+        print(f"history written to {args.json}")
+    if args.html:
+        write_text_atomic(Path(args.html), render_history_page(sections))
+        print(f"history written to {args.html}")
+    return 2 if broken else 0
+
+
 def _report(args: argparse.Namespace) -> int:
     """A saved run as Markdown or HTML, with the comparison it carries."""
     from pytest_inferbudget.records import Comparison
@@ -219,6 +269,18 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--md", metavar="PATH", help="also write the comparison as Markdown")
     compare.add_argument("--html", metavar="PATH", help="also write it as HTML")
     compare.set_defaults(handler=_compare)
+
+    history = commands.add_parser(
+        "history",
+        parents=[storage],
+        help="each metric of each test over the saved runs, with change points",
+    )
+    history.add_argument("--key", metavar="KEY", help="only hardware keys starting with KEY")
+    history.add_argument("--test", default="", metavar="TEXT", help="only tests whose id has TEXT")
+    history.add_argument("--metric", default="", metavar="NAME", help="only this metric")
+    history.add_argument("--html", metavar="PATH", help="also write a self-contained HTML page")
+    history.add_argument("--json", metavar="PATH", help="also write the series as JSON")
+    history.set_defaults(handler=_history)
 
     report = commands.add_parser(
         "report", parents=[storage], help="render a saved run as Markdown or HTML"

@@ -94,6 +94,23 @@ def add_options(parser: pytest.Parser) -> None:
         "(e.g. ms_per_request:10%%); repeatable",
     )
     group.addoption(
+        "--inferbudget-compare-history",
+        metavar="N",
+        type=_history_window,
+        default=10,
+        help="judge timing changes also against the run-to-run variation of the last N "
+        "saved runs on this hardware key (at least 3 runs of a test; 0 turns it off; "
+        "default 10)",
+    )
+    group.addoption(
+        "--inferbudget-ab",
+        metavar="SPEC",
+        default=None,
+        help="interleaved A/B: serve every engine call also from the engine SPEC, the two "
+        "in random order, and compare each test's requests paired (SPEC against the "
+        "session's engine); --inferbudget-compare-fail gates it",
+    )
+    group.addoption(
         "--inferbudget-compare-any-hardware",
         action="store_true",
         default=False,
@@ -175,6 +192,16 @@ def add_options(parser: pytest.Parser) -> None:
     )
 
 
+def _history_window(text: str) -> int:
+    try:
+        runs = int(text)
+    except ValueError:
+        runs = -1
+    if runs < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of saved runs (0 or more)")
+    return runs
+
+
 def parse_compare_fail(text: str) -> tuple[str, float]:
     """``ms_per_request:10%`` or ``ms_per_request:0.1`` -> ("ms_per_request", 0.1)."""
     from pytest_inferbudget.budget import COMPARED_KEYS
@@ -214,6 +241,11 @@ class Settings:
     compare_missing_ok: bool = False
     compare_fail: tuple[tuple[str, float], ...] = ()
     compare_any_hardware: bool = False
+    ab: str | None = None
+    """``--inferbudget-ab``: the engine spec served beside the session's, interleaved."""
+    compare_history: int = 10
+    """How many of the latest saved runs on this hardware key estimate run-to-run
+    variation (``--inferbudget-compare-history``); 0: none."""
     markdown_path: Path | None = None
     html_path: Path | None = None
     profile_path: Path | None = None
@@ -273,6 +305,8 @@ class Settings:
             compare_missing_ok=config.getoption("inferbudget_compare_missing") == "warn",
             compare_fail=tuple(config.getoption("inferbudget_compare_fail")),
             compare_any_hardware=bool(config.getoption("inferbudget_compare_any_hardware")),
+            compare_history=int(config.getoption("inferbudget_compare_history")),
+            ab=_ab_choice(config, spec),
             markdown_path=_path(config, config.getoption("inferbudget_md")),
             html_path=_path(config, config.getoption("inferbudget_html")),
             profile_path=_path(
@@ -313,12 +347,30 @@ def _compare_choice(config: pytest.Config) -> str | None:
             "test path; write --inferbudget-compare=RUN (or --inferbudget-compare-latest) "
             "and put test paths after it"
         )
-    if config.getoption("inferbudget_compare_fail") and named is None and not latest:
+    ab = config.getoption("inferbudget_ab")
+    if config.getoption("inferbudget_compare_fail") and named is None and not latest and not ab:
         raise pytest.UsageError(
             "--inferbudget-compare-fail gates a comparison, but nothing is compared: add "
-            "--inferbudget-compare=RUN or --inferbudget-compare-latest"
+            "--inferbudget-compare=RUN, --inferbudget-compare-latest or --inferbudget-ab=SPEC"
         )
     return "" if latest else named  # "" (bare --inferbudget-compare): the latest run
+
+
+def _ab_choice(config: pytest.Config, session: EngineSpec) -> str | None:
+    """The second engine of an interleaved A/B run, checked like the first."""
+    text = config.getoption("inferbudget_ab")
+    if text is None:
+        return None
+    try:
+        spec = EngineSpec.parse(str(text))
+    except EngineSpecError as exc:
+        raise pytest.UsageError(f"--inferbudget-ab: {exc}") from exc
+    if spec.name == "replay" or session.name == "replay":
+        raise pytest.UsageError(
+            "--inferbudget-ab times two engines against each other; a replayed cassette "
+            "has no timings: give two real engines"
+        )
+    return str(text)
 
 
 def _looks_like_test_path(config: pytest.Config, value: str) -> bool:

@@ -20,6 +20,7 @@ from pytest_inferbudget.config import SETTINGS, Settings, add_options
 
 if TYPE_CHECKING:
     from pytest_inferbudget.engines import Engine, EngineSpec, Progress
+    from pytest_inferbudget.load.tester import LoadTester
     from pytest_inferbudget.meters import Meter
     from pytest_inferbudget.recorder import Metering, Recorder
 
@@ -56,6 +57,7 @@ def pytest_runtestloop(session: pytest.Session) -> Any:
     if RUN not in config.stash:
         run = config.stash[RUN] = InferBudgetRun(config, config.stash[SETTINGS])
         config.pluginmanager.register(run, "inferbudget-run")
+        run.check_baseline()
     return (yield)
 
 
@@ -75,11 +77,16 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"inferbudget: engine {config.stash[SETTINGS].engine}"
 
 
+BUDGET_ERRORS: pytest.StashKey[list[str]] = pytest.StashKey()
+"""A module's (or class's) budget-marker errors, reported together once it is collected."""
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_pycollect_makeitem(
     collector: pytest.Module | pytest.Class, name: str, obj: object
 ) -> Any:
-    """Check budget markers while collecting, so a typo fails before any model loads."""
+    """Check budget markers while collecting, so a typo fails before any model loads;
+    every bad marker of a file is kept, to be reported together (not only the first)."""
     result = yield
     for item in result if isinstance(result, list) else [result]:
         if isinstance(item, pytest.Function) and item.get_closest_marker("budget") is not None:
@@ -89,8 +96,25 @@ def pytest_pycollect_makeitem(
             try:
                 item_budget(item)
             except BudgetSpecError as exc:
-                raise pytest.Collector.CollectError(str(exc)) from exc
+                collector.stash.setdefault(BUDGET_ERRORS, []).append(str(exc))
     return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Any:
+    """A file with bad budget markers fails its collection naming every one of them."""
+    report = yield
+    errors = collector.stash.get(BUDGET_ERRORS, None)
+    if errors and report.outcome == "passed":
+        for node in report.result:  # a failed file's classes are never collected: look now
+            if isinstance(node, pytest.Class):
+                node.collect()
+                more: list[str] = node.stash.get(BUDGET_ERRORS, [])
+                errors.extend(more)
+        report.outcome = "failed"
+        report.longrepr = "\n".join(errors)
+        report.result = []
+    return report
 
 
 @pytest.hookimpl(trylast=True)
@@ -140,6 +164,27 @@ def vllm_server(
     yield from vllm_server_fixture(pytestconfig, tmp_path_factory)
 
 
+@pytest.fixture(scope="session")
+def llamacpp_server(
+    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """llama.cpp's OpenAI-compatible server (llama-cpp-python) on the default model's
+    GGUF, on a free 127.0.0.1 port; its base URL, for ``openai:URL`` engines. Stopped,
+    with its whole process group, when the session ends."""
+    from pytest_inferbudget.servers import llamacpp_server_fixture
+
+    yield from llamacpp_server_fixture(pytestconfig, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def inferbudget_ab_engine(pytestconfig: pytest.Config) -> Iterator[Engine | None]:
+    """The second engine of ``--inferbudget-ab`` (None without it); loaded once, beside
+    the session's engine."""
+    from pytest_inferbudget.fixtures import ab_engine_fixture
+
+    yield from ab_engine_fixture(pytestconfig)
+
+
 @pytest.fixture
 def infer(
     request: pytest.FixtureRequest, inference_engine: Engine, inferbudget_metering: Metering
@@ -148,6 +193,16 @@ def infer(
     from pytest_inferbudget.fixtures import make_recorder
 
     return make_recorder(request, inference_engine, inferbudget_metering)
+
+
+@pytest.fixture
+def load(request: pytest.FixtureRequest, infer: Recorder, inference_engine: Engine) -> LoadTester:
+    """Serve the session's engine under load: ``load.run(prompts, rate=..., duration_s=...)``
+    sends requests on a seeded arrival schedule and measures every one; the budget
+    marker's ``slo=``, ``attainment=``, ``goodput_rps=`` ... judge it (docs/load.md)."""
+    from pytest_inferbudget.load.fixture import make_load_tester
+
+    return make_load_tester(request, infer, inference_engine)
 
 
 def __getattr__(name: str) -> Any:

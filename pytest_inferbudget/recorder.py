@@ -1,4 +1,8 @@
-"""The ``infer`` fixture's object: generates through an engine and keeps every trace."""
+"""The ``infer`` fixture's object: generates through an engine and keeps every trace.
+
+Longer than 500 lines because it is the one object a test holds: every kind of record a
+test makes (traces, scores, code runs, load runs, measured texts) enters through it.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import dataclasses
 import itertools
 import json
 import os
+import random
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -22,7 +27,14 @@ if TYPE_CHECKING:
     from pytest_inferbudget.meters import MemoryMeter, Meter
     from pytest_inferbudget.meters.machine import MachineLoadMeter
     from pytest_inferbudget.perfmodel.predictions import Predictor
-    from pytest_inferbudget.records import BudgetResult, EngineInfo, MachineLoad
+    from pytest_inferbudget.records import (
+        BudgetResult,
+        CapacitySearch,
+        EngineInfo,
+        LoadRun,
+        MachineLoad,
+        TextMeasurement,
+    )
     from pytest_inferbudget.strategies import Strategy, StrategyResult
 
 PromptInput = Prompt | list[dict[str, str]]
@@ -96,8 +108,14 @@ class Recorder:
         min_samples: int = 1,
         max_samples: int = 200,
         sandbox: str = "auto",
+        partner: Engine | None = None,
     ) -> None:
         self.engine = engine
+        self.partner = partner
+        """``--inferbudget-ab``'s second engine: each call is served by both, in random
+        order, and the partner's responses kept in :attr:`partner_traces`."""
+        self.partner_traces: list[Trace] = []
+        self._order = random.Random(0)
         self.sandbox = sandbox
         """Containment of :meth:`score_code`'s runs (``--inferbudget-sandbox``)."""
         self.metering = metering or Metering()
@@ -111,6 +129,12 @@ class Recorder:
         self.max_samples = max_samples
         self._trace_of: dict[int, tuple[object, Trace]] = {}
         """id(result) -> (result, its trace); holding the result keeps its id unique."""
+        self.loads: list[LoadRun] = []
+        """Every ``load.run`` of the test and every capacity-search probe (docs/load.md)."""
+        self.capacity: list[CapacitySearch] = []
+        """Every ``load.find_max_rate`` of the test."""
+        self.texts: list[TextMeasurement] = []
+        """Every :meth:`measure_text` of the test."""
 
     @property
     def responses(self) -> list[Response]:
@@ -165,6 +189,7 @@ class Recorder:
     ) -> Response | StrategyResult:
         """Generate for one prompt: greedy by default, ``n`` samples with ``temperature > 0``,
         or through ``strategy``, whose every engine call is recorded."""
+        __tracebackhide__ = True
         if strategy is not None:
             return self._run_strategy(strategy, _as_prompt(prompt), max_new_tokens, seed)
         request = Request(_as_prompt(prompt), max_new_tokens, temperature, top_p, n, seed, chat)
@@ -182,6 +207,7 @@ class Recorder:
         chat: bool = True,
     ) -> list[Response]:
         """Generate for several prompts as one batch; one response per prompt, in order."""
+        __tracebackhide__ = True
         if isinstance(prompts, str):
             raise TypeError("generate() takes a list of prompts; use infer(prompt) for one")
         requests = [
@@ -192,21 +218,33 @@ class Recorder:
 
     def run(self, requests: Sequence[Request]) -> list[Response]:
         """Send prepared requests as one batch; each becomes a trace of its own."""
-        responses = self.metering.call(self.engine, requests)
+        responses, theirs = _interleaved(
+            self.metering, self.engine, self.partner, requests, self._order
+        )
         for response in responses:
             self._keep(response, Trace((response,)))
+        self.partner_traces += [Trace((r,)) for r in theirs or ()]
         return responses
 
     def _run_strategy(
         self, strategy: Strategy, prompt: Prompt, max_new_tokens: int, seed: int | None
     ) -> StrategyResult:
-        calls = _RecordingEngine(self.engine, self.metering)
+        __tracebackhide__ = True
+        calls = _RecordingEngine(self.engine, self.metering, self.partner, self._order)
         start_ns = time.perf_counter_ns()
         result = strategy.run(calls, prompt, max_new_tokens=max_new_tokens, seed=seed)
-        wall_ms = (time.perf_counter_ns() - start_ns) / 1e6
+        # interleaved with a partner, the wall time holds both engines' calls: not kept
+        wall_ms = None if self.partner else (time.perf_counter_ns() - start_ns) / 1e6
         trace = Trace(tuple(calls.responses), strategy.name, wall_ms, result.answer)
         self._keep(result, trace)
+        if self.partner is not None:
+            self.partner_traces.append(Trace(tuple(calls.partner_responses), strategy.name))
         return result
+
+    def keep(self, response: Response) -> None:
+        """Record a response made outside :meth:`run` (a load run's request) as a trace
+        of its own, so per-request budgets sample it and :meth:`score` takes it."""
+        self._keep(response, Trace((response,)))
 
     def _keep(self, result: object, trace: Trace) -> None:
         self.traces.append(trace)
@@ -226,6 +264,7 @@ class Recorder:
         Samples group by ``problem`` (default: the prompt) for pass@k and eff@k. A
         response with ``n`` samples takes one ``correct`` (and ``answer``) per sample.
         """
+        __tracebackhide__ = True
         found = self._trace_of.get(id(result))
         if found is None or found[0] is not result:
             raise ValueError(
@@ -245,7 +284,15 @@ class Recorder:
         if answer is None and trace.strategy:
             answer = trace.answer
         self.scores.append(
-            Score(problem, correct, trace.completion_tokens, trace.e2e_ms, answer, efficiency)
+            Score(
+                problem,
+                correct,
+                trace.completion_tokens,
+                trace.e2e_ms,
+                answer,
+                efficiency,
+                eflops=trace.eflops,
+            )
         )
 
     def _score_samples(
@@ -256,6 +303,7 @@ class Recorder:
         correct: bool | Sequence[bool],
         answer: str | Sequence[str | None] | None,
     ) -> None:
+        __tracebackhide__ = True
         n = len(result.generations)
         if isinstance(correct, bool) or len(correct) != n:
             raise ValueError(
@@ -275,8 +323,22 @@ class Recorder:
                     generation.completion_tokens,
                     generation.e2e_ms,
                     sample_answer,
+                    eflops=_share(result.eflops, generation.completion_tokens, result),
                 )
             )
+
+    def measure_text(
+        self, text: str, *, name: str = "", b: float = -27.0, window_tokens: int = 1024
+    ) -> TextMeasurement:
+        """The model's code length of ``text`` (prompt log-probs), its bits per byte and
+        information capacity, kept for the ``information_capacity`` and ``bits_per_byte``
+        budgets (docs/metrics.md); ``name`` is what a marker's ``text=`` picks."""
+        __tracebackhide__ = True
+        from pytest_inferbudget.perfmodel.information import measure_text
+
+        measured = measure_text(self.engine, text, name=name, b=b, window_tokens=window_tokens)
+        self.texts.append(measured)
+        return measured
 
     def score_code(
         self,
@@ -292,6 +354,7 @@ class Recorder:
         ``--inferbudget-sandbox``, else auto) picks the containment; where none works this
         raises :class:`~pytest_inferbudget.errors.SandboxError` naming the fix, unless it is
         ``"none"``, which warns that the scores ran uncontained."""
+        __tracebackhide__ = True
         from pytest_inferbudget.code import (
             CodeTask,
             Containment,
@@ -341,6 +404,7 @@ class Recorder:
         """Run ``workload`` in batches until every budget on the test has a confident
         verdict (pass or fail) or ``max_samples`` traces are recorded; see docs/confidence.md.
         """
+        __tracebackhide__ = True
         if self._judge is None:
             raise InferBudgetError(
                 "sample_until_confident() needs a budget marker with confidence=... on the test"
@@ -367,6 +431,11 @@ class Recorder:
                 return results
 
     @property
+    def reached_cap(self) -> bool:
+        """Sequential sampling stopped because ``max_samples`` samples were drawn."""
+        return self.sample_count >= self.max_samples
+
+    @property
     def sample_count(self) -> int:
         """Samples so far: traces for cost budgets, or scores for accuracy budgets."""
         return max(len(self.traces), len(self.scores))
@@ -375,18 +444,30 @@ class Recorder:
 class _RecordingEngine:
     """What a strategy sees: the engine, with every call's responses kept for its trace."""
 
-    def __init__(self, engine: Engine, metering: Metering) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        metering: Metering,
+        partner: Engine | None = None,
+        order: random.Random | None = None,
+    ) -> None:
         self._engine = engine
         self._metering = metering
+        self._partner = partner
+        self._order = order or random.Random(0)
         self.responses: list[Response] = []
+        self.partner_responses: list[Response] = []
 
     @property
     def spec(self) -> str:
         return self._engine.spec
 
     def generate(self, requests: Sequence[Request]) -> list[Response]:
-        responses = self._metering.call(self._engine, requests)
+        responses, theirs = _interleaved(
+            self._metering, self._engine, self._partner, requests, self._order
+        )
         self.responses.extend(responses)
+        self.partner_responses.extend(theirs or ())
         return responses
 
     def describe(self) -> EngineInfo:
@@ -394,6 +475,26 @@ class _RecordingEngine:
 
     def close(self) -> None:
         """The session owns the engine; a strategy cannot close it."""
+
+
+def _interleaved(
+    metering: Metering,
+    engine: Engine,
+    partner: Engine | None,
+    requests: Sequence[Request],
+    order: random.Random,
+) -> tuple[list[Response], list[Response] | None]:
+    """The engine's responses, and the partner's to the same requests when there is one:
+    both served one after the other in an order drawn per call (Randomized Multiple
+    Interleaved Trials), each in its own metering window, so a shift of the machine's
+    state falls on both sides alike."""
+    if partner is None:
+        return metering.call(engine, requests), None
+    if order.random() < 0.5:
+        theirs = metering.call(partner, requests)
+        return metering.call(engine, requests), theirs
+    ours = metering.call(engine, requests)
+    return ours, metering.call(partner, requests)
 
 
 def _call_engine(engine: Engine, requests: Sequence[Request]) -> list[Response]:
@@ -410,6 +511,11 @@ def _call_engine(engine: Engine, requests: Sequence[Request]) -> list[Response]:
             f"engine {engine.spec} returned {len(responses)} responses for {len(requests)} requests"
         )
     return responses
+
+
+def _share(total: float | None, tokens: int, response: Response) -> float | None:
+    """A sample's part of its request's cost, by completion tokens (as energy is split)."""
+    return None if total is None else total * tokens / max(response.completion_tokens, 1)
 
 
 def _as_prompt(prompt: PromptInput) -> Prompt:

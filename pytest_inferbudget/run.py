@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from pytest_inferbudget.engines import Engine
     from pytest_inferbudget.meters import Meter
     from pytest_inferbudget.recorder import Recorder
-    from pytest_inferbudget.records import EngineInfo, RunRecord, TestRecord
+    from pytest_inferbudget.records import EngineInfo, MetricChange, RunRecord, TestRecord
     from pytest_inferbudget.report.outputs import RunOutputs
 
 RUN: pytest.StashKey[InferBudgetRun] = pytest.StashKey()
@@ -61,12 +61,21 @@ class InferBudgetRun:
         self.baseline: dict[str, Any] | None = None
         """The saved run this one is compared with, once the engine says which key."""
         self.baseline_note = ""
+        self.history: list[dict[str, Any]] = []
+        """Earlier saved runs on this hardware key: their run-to-run variation."""
+        self.history_note = ""
+        self.partner: EngineInfo | None = None
+        """The ``--inferbudget-ab`` engine, once loaded."""
+        self._history: dict[str, dict[str, list[float]]] | None = None
+        """Per test and metric, the run-level medians of ``history`` (parsed once)."""
         self.local_servers: set[str] = set()
         """Base URLs of the servers this session started (their CPU is in our tree)."""
         self.baseline_error = ""
         """Why the asked-for baseline could not be loaded: reported with the outputs at the
         end, failing the run, so the tests still run and their records are written."""
         self._engine_noted = False
+        self._compare = True
+        """False once the start-up check found no baseline and was told to warn."""
 
     # ------------------------------------------------------------------ engine, meters
 
@@ -81,19 +90,40 @@ class InferBudgetRun:
         self.engine = {**engine.describe(), "spec": engine.spec}
         self.machine = Machine.current(self.engine).label
         self._engine_noted = True
-        if self.settings.compare is not None:
+        if self.settings.compare is not None and self._compare:
             self._load_baseline()
 
+    def check_baseline(self) -> None:
+        """At start-up, before any test runs: a baseline that cannot exist is a usage error
+        now (or, with ``--inferbudget-compare-missing=warn``, a note and no comparison),
+        not a failure after the whole suite ran."""
+        if self.settings.compare is None or hasattr(self.config, "workerinput"):
+            return
+        from pytest_inferbudget.storage import check_baseline_exists
+
+        try:
+            check_baseline_exists(self.settings.storage, self.settings.compare or None)
+        except InferBudgetError as exc:
+            if not self.settings.compare_missing_ok:
+                raise pytest.UsageError(f"inferbudget: cannot compare: {exc}") from exc
+            self.baseline_note = f"no baseline to compare with ({exc}); comparison skipped"
+            self._compare = False
+
     def _load_baseline(self) -> None:
-        from pytest_inferbudget.report.outputs import find_baseline
+        from pytest_inferbudget.report.outputs import find_baseline, find_history
 
         try:
             self.baseline, self.baseline_note = find_baseline(self.run_identity(), self.settings)
+            self.history, self.history_note = find_history(self.run_identity(), self.settings)
         except InferBudgetError as exc:
             if self.settings.compare_missing_ok:
                 self.baseline_note = f"no baseline to compare with ({exc}); comparison skipped"
             else:
                 self.baseline_error = f"cannot compare: {exc}"
+
+    def note_partner(self, engine: Engine) -> None:
+        """The second engine of ``--inferbudget-ab``, as the reports name it."""
+        self.partner = {**engine.describe(), "spec": engine.spec}
 
     def note_meter(self, meter: Meter) -> None:
         available, reason = meter.available()
@@ -143,8 +173,16 @@ class InferBudgetRun:
         from pytest_inferbudget.verdicts import decide
         from pytest_inferbudget.vocabulary import Outcome
 
-        if spec and not record.traces and not record.scores:
+        if spec and not (
+            record.traces or record.scores or record.loads or record.capacity or record.texts
+        ):
             pytest.fail(_nothing_recorded(item), pytrace=False)
+        if self.settings.strict and record.scores:
+            from pytest_inferbudget.verdicts import wasted_samples_lint
+
+            lint = wasted_samples_lint(record.nodeid, record.scores)
+            if lint:
+                pytest.fail(f"inferbudget (strict): {lint}", pytrace=False)
         gate = self._gate(record)
         decision = decide(
             record.budgets,
@@ -175,36 +213,61 @@ class InferBudgetRun:
 
     def _gate(self, record: TestRecord) -> str:
         """The failure text when this test's gated metrics regressed against the baseline
-        (or, strict, could not be judged); "" when the gate passes or does not apply."""
-        if self.baseline is None:
+        or, interleaved, the A/B engine against the session's (or, strict, could not be
+        judged); "" when the gates pass or do not apply."""
+        return "\n".join(m for m in (self._baseline_gate(record), self._ab_gate(record)) if m)
+
+    def _ab_gate(self, record: TestRecord) -> str:
+        if not record.ab_traces:
             return ""
-        from pytest_inferbudget.compare import compare_test
-        from pytest_inferbudget.records import TestRecord as Record
+        from pytest_inferbudget.compare.interleaved import interleaved_test
+
+        compared = interleaved_test(
+            record, dict(self.settings.compare_fail), {record.nodeid: record.compare_fail}
+        )
+        if compared is None:
+            return ""
+        b = self.partner.get("spec", "B") if self.partner else "B"
+        return self._failing(compared.changes, f"inferbudget: {b} (B) regressed against A:")
+
+    def _failing(self, changes: Sequence[MetricChange], header: str) -> str:
         from pytest_inferbudget.report.comparison import gate_failure_lines
         from pytest_inferbudget.vocabulary import Change
 
-        earlier = next((t for t in self.baseline["tests"] if t["nodeid"] == record.nodeid), None)
-        if earlier is None:
-            return ""
-        compared = compare_test(
-            Record.from_dict(earlier),
-            record,
-            gates=dict(self.settings.compare_fail),
-            per_test_gates={record.nodeid: record.compare_fail},
-        )
         failing = [
             c
-            for c in compared.changes
+            for c in changes
             if c.gated
             and (
                 c.verdict is Change.REGRESSION
                 or (self.settings.strict and c.verdict is Change.INCONCLUSIVE)
             )
         ]
-        if not failing:
+        return "\n".join([header, *gate_failure_lines(failing)]) if failing else ""
+
+    def _baseline_gate(self, record: TestRecord) -> str:
+        if self.baseline is None:
             return ""
+        from pytest_inferbudget.compare import compare_test
+        from pytest_inferbudget.records import TestRecord as Record
+
+        earlier = next((t for t in self.baseline["tests"] if t["nodeid"] == record.nodeid), None)
+        if earlier is None:
+            return ""
+        if self._history is None:  # the runs are parsed once, when the first test is gated
+            from pytest_inferbudget.compare.history import history_of
+            from pytest_inferbudget.records import RunRecord
+
+            self._history = history_of([RunRecord.from_dict(r) for r in self.history])
+        compared = compare_test(
+            Record.from_dict(earlier),
+            record,
+            gates=dict(self.settings.compare_fail),
+            per_test_gates={record.nodeid: record.compare_fail},
+            history=self._history.get(record.nodeid),
+        )
         header = f"inferbudget: regression against baseline {self.baseline_note}:"
-        return "\n".join([header, *gate_failure_lines(failing)])
+        return self._failing(compared.changes, header)
 
     def record_test(self, item: pytest.Item, spec: BudgetSpec) -> TestRecord | None:
         recorder = item.stash.get(RECORDER, None)
@@ -216,7 +279,22 @@ class InferBudgetRun:
         traces = list(recorder.traces) if recorder else []
         scores = list(recorder.scores) if recorder else []
         sequential = recorder is not None and recorder.sampled_sequentially
-        results = evaluate(spec, traces, scores, sequential=sequential, machine=self.machine)
+        loads = list(recorder.loads) if recorder else []
+        capacity = list(recorder.capacity) if recorder else []
+        texts = list(recorder.texts) if recorder else []
+        results = evaluate(
+            spec,
+            traces,
+            scores,
+            sequential=sequential,
+            machine=self.machine,
+            capped_at=recorder.max_samples
+            if recorder and sequential and recorder.reached_cap
+            else None,
+            loads=loads,
+            capacity=capacity,
+            texts=texts,
+        )
         record = TestRecord(
             item.nodeid,
             traces,
@@ -225,6 +303,10 @@ class InferBudgetRun:
             compare_fail=dict(spec.compare_fail),
             contended=self._shares_the_engine(),
             machine=recorder.machine_load if recorder else None,
+            loads=loads,
+            capacity=capacity,
+            ab_traces=list(recorder.partner_traces) if recorder else [],
+            texts=texts,
         )
         item.stash[RECORD] = record
         for result in results:  # JUnit XML carries each measured value as a property
@@ -234,14 +316,12 @@ class InferBudgetRun:
         return record
 
     def _shares_the_engine(self) -> bool:
-        """Whether other xdist workers run on the same hardware at once: each worker loads
-        its own engine, so on one GPU (or against one server) their requests contend."""
+        """Whether other xdist workers contend with this one: one server, a GPU, or more
+        engine threads than CPU cores (:func:`~pytest_inferbudget.hardware.contention`)."""
+        from pytest_inferbudget.hardware import contention
+
         workers = int(getattr(self.config, "workerinput", {}).get("workercount", 1))
-        engine = self.engine
-        shared = (
-            str(engine.get("device", "")).startswith("cuda") or engine.get("engine") == "openai"
-        )
-        return workers > 1 and shared
+        return contention(self.engine, workers, os.cpu_count()).contended
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
@@ -295,14 +375,27 @@ class InferBudgetRun:
             from pytest_inferbudget.report.outputs import write_cassette
 
             self.cassette_lines = write_cassette(settings.record_path, self.run_record())
-        if not settings.writes_reports and self.baseline is None and not self.baseline_error:
+        if (
+            not settings.writes_reports
+            and self.baseline is None
+            and not self.baseline_error
+            and self.partner is None
+        ):
             return
         from pytest_inferbudget.report.outputs import write_outputs
 
         thresholds = {t.nodeid: t.compare_fail for t in self.tests if t.compare_fail}
         self.outputs = write_outputs(
-            self.run_record(), settings, thresholds, self.baseline, self.baseline_note
+            self.run_record(),
+            settings,
+            thresholds,
+            self.baseline,
+            self.baseline_note,
+            self.history,
+            self.partner,
         )
+        if self.history_note:
+            self.outputs.lines.append(self.history_note)
         if self.baseline_error:
             self.outputs.errors.insert(0, self.baseline_error)
             self.outputs.failed = True
@@ -319,8 +412,17 @@ class InferBudgetRun:
         outputs = self.outputs
         if lines or outputs or self.baseline_note:
             terminalreporter.write_sep("=", "inferbudget")
-        if self.baseline_note and outputs is None:
+        if self.baseline_note and (outputs is None or outputs.comparison is None):
             terminalreporter.write_line(f"inferbudget: {self.baseline_note}", yellow=True)
+        if self.tests:
+            from pytest_inferbudget.report.attention import attention_lines
+
+            compared = [outputs.comparison, outputs.ab_comparison] if outputs else []
+            first = attention_lines(self.tests, compared)
+            if first:
+                terminalreporter.write_line(f"needs attention ({len(first)}):", bold=True)
+                for line in first:
+                    terminalreporter.write_line(f"  {line}", red=not line.startswith("incon"))
         for line in lines + (outputs.lines if outputs else []):
             terminalreporter.write_line(line)
         for error in outputs.errors if outputs else []:

@@ -211,7 +211,9 @@ def _matching(runs: list[Path], wanted: str) -> list[Path]:
     return by_id
 
 
-def find_run(root: Path, key: str, wanted: str | None) -> Path:
+def find_run(
+    root: Path, key: str, wanted: str | None, identity: dict[str, Any] | None = None
+) -> Path:
     """The run a user names: a path, a run id prefix or a saved name (the latest run of
     that name); default the latest run on this hardware key. A missing or ambiguous run
     is an error that lists the choices; one saved only on other hardware says so."""
@@ -219,7 +221,7 @@ def find_run(root: Path, key: str, wanted: str | None) -> Path:
         return Path(wanted)
     runs = saved_runs(root, key)
     if not runs:
-        elsewhere = _elsewhere(root, key, wanted)
+        elsewhere = _elsewhere(root, key, wanted, identity)
         raise ReportError(
             f"no saved run to compare with under {Path(root) / key} (this machine's key)"
             + elsewhere
@@ -234,22 +236,66 @@ def find_run(root: Path, key: str, wanted: str | None) -> Path:
     problem = "matches several saved runs" if matches else "matches no saved run"
     raise ReportError(
         f"--inferbudget-compare={wanted!r} {problem} on this hardware key {key}"
-        + _elsewhere(root, key, wanted)
+        + _elsewhere(root, key, wanted, identity)
         + f"; saved runs: {listing}"
     )
 
 
-def _elsewhere(root: Path, key: str, wanted: str | None) -> str:
-    """Where runs matching ``wanted`` lie under other hardware keys, and how to use one."""
-    if not wanted:
-        return ""
+def check_baseline_exists(root: Path, wanted: str | None) -> None:
+    """Before any test runs: the baseline a user asked for exists somewhere (the engine,
+    which picks the hardware key, is not loaded yet). A path must be a readable saved run;
+    a name or id must match a run under some key; the latest needs any saved run at all.
+    Raises :class:`ReportError` saying what is missing and how to save one."""
+    if wanted and (Path(wanted).is_file() or "/" in wanted or wanted.endswith(".json")):
+        load_run(Path(wanted))  # a missing, truncated or foreign file is named now
+        return
+    runs = [p for key in hardware_keys(root) for p in saved_runs(root, key)]
+    how = (
+        "save one first with --inferbudget-save NAME (or --inferbudget-autosave), or let a "
+        "first run on a new runner pass with --inferbudget-compare-missing=warn"
+    )
+    if not runs:
+        raise ReportError(f"no saved runs under {root} to compare with; {how}")
+    candidates = []  # per hardware key, the run a comparison there would take
+    for key in hardware_keys(root):
+        matches = _matching(saved_runs(root, key), wanted) if wanted else saved_runs(root, key)
+        candidates += matches[-1:]
+    if not candidates:
+        names = ", ".join(sorted({run_name(p) for p in runs})[:10])
+        raise ReportError(
+            f"--inferbudget-compare={wanted!r} matches no run saved under {root} (saved "
+            f"names: {names}; `inferbudget list` shows them all); {how}"
+        )
+    broken = []
+    for path in candidates:
+        try:
+            load_run(path)
+        except ReportError as exc:
+            broken.append(str(exc))
+    if len(broken) == len(candidates):  # else the engine's key decides, once it is known
+        raise ReportError("; ".join(broken))
+
+
+def _elsewhere(
+    root: Path, key: str, wanted: str | None, identity: dict[str, Any] | None = None
+) -> str:
+    """Where runs matching ``wanted`` (or, none named, any run) lie under other hardware
+    keys, which field of the key differs from this run's, and how to use one anyway."""
     found = [p for other in hardware_keys(root) if other != key for p in saved_runs(root, other)]
-    matches = _matching(found, wanted)
+    matches = _matching(found, wanted) if wanted else found
     if not matches:
         return ""
+    differs = ""
+    if identity is not None:
+        from pytest_inferbudget.hardware import key_difference
+
+        try:
+            differs = f"; it differs in {key_difference(read_json(matches[-1]), identity)}"
+        except (ReportError, KeyError, TypeError, ValueError, AttributeError):
+            differs = ""
     return (
-        f" (saved on other hardware: {matches[-1]}; comparing across hardware needs its path "
-        "and --inferbudget-compare-any-hardware)"
+        f" (saved on other hardware: {matches[-1]}{differs}; comparing across hardware "
+        "needs its path and --inferbudget-compare-any-hardware)"
     )
 
 

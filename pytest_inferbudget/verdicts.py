@@ -12,11 +12,25 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from pytest_inferbudget.budget import COST_KEYS, KEYS, BudgetLimit, BudgetSpec, Key, needs_hardware
+from pytest_inferbudget.budget import (
+    COST_KEYS,
+    KEYS,
+    LOAD_KEYS,
+    TEXT_KEYS,
+    BudgetLimit,
+    BudgetSpec,
+    Key,
+    needs_hardware,
+)
 from pytest_inferbudget.metrics import summarize
-from pytest_inferbudget.records import BudgetResult, Score, Trace
+from pytest_inferbudget.metrics.saturation import Saturation, saturation
+from pytest_inferbudget.records import BudgetResult, CapacitySearch, LoadRun, Score, Trace
+from pytest_inferbudget.records.energy import MAX_RELATIVE_ERROR
+from pytest_inferbudget.records.information import TextMeasurement
 from pytest_inferbudget.vocabulary import QUANTILES, Direction, EnergyMethod, Outcome, Verdict
 
+LATENCY_KEYS = frozenset({"ms_per_request", "ttft_ms", "tpot_ms"})
+"""Per-request latencies: a saturated load run's are the queue's, so not judged."""
 BOOTSTRAP_CONFIDENCE = 0.95
 """Level of the interval shown beside accuracy metrics when no ``confidence`` is given."""
 
@@ -28,6 +42,13 @@ def _energy_note(traces: Sequence[Trace]) -> str:
                 return "no energy meter ran (--inferbudget-energy=off)"
             if response.energy.method is EnergyMethod.UNMEASURED:
                 return f"energy unmeasured: {response.energy.note or 'no meter'}"
+            error = response.energy.relative_error
+            if error is not None and error > MAX_RELATIVE_ERROR:
+                return (
+                    f"the energy windows are too short for the counter: error bound "
+                    f"{error:.0%} of the figure (over {MAX_RELATIVE_ERROR:.0%}); batch the "
+                    "requests into calls of a second or more (docs/energy.md)"
+                )
     return "energy was not measured for every request"
 
 
@@ -57,20 +78,40 @@ def evaluate(
     *,
     sequential: bool = False,
     machine: str = "",
+    capped_at: int | None = None,
+    loads: Sequence[LoadRun] = (),
+    capacity: Sequence[CapacitySearch] = (),
+    texts: Sequence[TextMeasurement] = (),
 ) -> list[BudgetResult]:
     """Judge each limit against the test's traces and scores.
 
     ``sequential`` says the samples were looked at after every batch, which calls for
     the anytime-valid construction for quantiles. ``machine`` (``"DEVICE: NAME"``) picks
-    the ``hardware=`` limits that apply here.
+    the ``hardware=`` limits that apply here. ``capped_at`` says sequential sampling
+    stopped at its ``max_samples`` cap: an inconclusive verdict then says so instead of
+    advising more samples. ``loads`` and ``capacity`` are the test's load runs and
+    capacity searches, judged by the load keys; a saturated load run makes the test's
+    latency budgets inconclusive (docs/load.md). ``texts`` are the test's
+    ``infer.measure_text`` results, judged by the text keys.
     """
     limits = select_for_machine(
         spec.limits if isinstance(spec, BudgetSpec) else tuple(spec), machine
     )
     results = []
+    runs = [run for run in loads if not run.probe]
+    saturated = [run for run in runs if run.saturated]
     for limit in limits:
-        if limit.key in COST_KEYS:
+        if limit.key in LOAD_KEYS:
+            judgement = _judge_load(limit, runs, capacity)
+        elif limit.key in TEXT_KEYS:
+            judgement = _judge_text(limit, texts)
+        elif limit.key in COST_KEYS:
             judgement = _judge_cost(limit, traces, sequential)
+            if saturated and limit.key in LATENCY_KEYS:  # even with no sample: the queue's
+                from pytest_inferbudget.load.judging import saturated_reason
+
+                judgement.verdict = Verdict.INCONCLUSIVE
+                judgement.reason = saturated_reason(saturated)
         else:
             judgement = _judge_accuracy(limit, scores)
         results.append(
@@ -82,7 +123,7 @@ def evaluate(
                 measured=judgement.measured,
                 samples=judgement.samples,
                 verdict=judgement.verdict,
-                reason=judgement.reason,
+                reason=_capped_reason(limit, judgement, capped_at),
                 direction=limit.direction,
                 ci_low=judgement.ci[0],
                 ci_high=judgement.ci[1],
@@ -91,6 +132,33 @@ def evaluate(
             )
         )
     return results
+
+
+def _judge_load(
+    limit: BudgetLimit, runs: Sequence[LoadRun], capacity: Sequence[CapacitySearch]
+) -> _Judgement:
+    from pytest_inferbudget.load.judging import judge_load
+
+    found = judge_load(
+        limit.key,
+        limit.limit,
+        runs,
+        capacity,
+        slo=limit.slo,
+        requires_correct=limit.requires_correct,
+        confidence=limit.confidence,
+    )
+    return _Judgement(found.measured, found.samples, found.verdict, found.reason, found.ci,
+                      found.confidence)  # fmt: skip
+
+
+def _judge_text(limit: BudgetLimit, texts: Sequence[TextMeasurement]) -> _Judgement:
+    from pytest_inferbudget.perfmodel.information import text_figure
+
+    measured, samples, reason = text_figure(limit.key, texts, limit.text)
+    if measured is None:
+        return _Judgement(None, samples, Verdict.UNMEASURED, reason)
+    return _Judgement(measured, samples, _point_verdict(measured, limit))
 
 
 def select_for_machine(limits: Sequence[BudgetLimit], machine: str) -> list[BudgetLimit]:
@@ -163,7 +231,10 @@ def _confident_mean(
 def _unmeasured_reason(key: str, traces: Sequence[Trace]) -> str:
     if not traces:
         return "the test recorded no generation"
-    if any(t.replayed for t in traces) and key != "idealized_ms_per_request":
+    if any(t.replayed for t in traces) and key not in (
+        "idealized_ms_per_request",
+        "eflops_per_request",
+    ):
         return "replayed from a cassette: times, energy and memory are never replayed"
     if KEYS[key].unit.startswith("J"):
         return _energy_note(traces)
@@ -184,11 +255,42 @@ def _judge_total(limit: BudgetLimit, metric: Key, traces: Sequence[Trace]) -> _J
     return _Judgement(measured, len(traces), _point_verdict(measured, limit))
 
 
+def _capped_reason(limit: BudgetLimit, judgement: _Judgement, capped_at: int | None) -> str:
+    if capped_at is None or judgement.verdict is not Verdict.INCONCLUSIVE:
+        return judgement.reason
+    return (
+        f"still inconclusive when sequential sampling reached its cap, max_samples="
+        f"{capped_at}: the {limit.confidence:g} confidence interval from "
+        f"{judgement.samples} samples contains the limit {limit.limit:g}; the measured value "
+        "is too close to the limit to tell at this confidence: raise max_samples, lower "
+        "confidence, or set the limit further from the expected value"
+    )
+
+
 def _inconclusive_reason(limit: BudgetLimit, samples: int) -> str:
     return (
         f"the {limit.confidence:g} confidence interval from {samples} samples contains the "
         f"limit {limit.limit:g}; draw more samples (infer.sample_until_confident) or "
         "lower confidence"
+    )
+
+
+def sampling_saturation(scores: Sequence[Score], epsilon: float = 0.01) -> Saturation | None:
+    """Whether a test's repeated samples paid: N* for its pass@1 and the coverage fit
+    (:mod:`~pytest_inferbudget.metrics.saturation`); None when no problem was sampled twice."""
+    counts = [(len(g), sum(s.correct for s in g)) for g in _problems(scores).values()]
+    return saturation(counts, epsilon)
+
+
+def wasted_samples_lint(nodeid: str, scores: Sequence[Score]) -> str:
+    """The ``wasted_samples`` lint: "" unless the test drew more samples per problem than
+    N* for its measured pass@1."""
+    found = sampling_saturation(scores)
+    if found is None or not found.wasted:
+        return ""
+    return (
+        f"{nodeid}: wasted_samples: {found.wasted} sample(s) per problem past N*; "
+        + found.describe()
     )
 
 
@@ -200,6 +302,8 @@ def _problems(scores: Sequence[Score]) -> dict[str, list[Score]]:
 
 
 def _sample_cost(score: Score, unit: str) -> float | None:
+    if unit == "eflops":
+        return score.eflops
     return float(score.tokens) if unit == "tokens" else score.ms
 
 

@@ -18,7 +18,15 @@ from pytest_inferbudget.models import cache_root
 pytest_plugins = ["pytester"]
 
 MODEL_FIXTURES = frozenset(
-    {"smollm_engine", "reuse_engine", "vllm_server", "vllm_engine", "http_engine"}
+    {
+        "smollm_engine",
+        "reuse_engine",
+        "vllm_server",
+        "vllm_engine",
+        "http_engine",
+        "llamacpp_server",
+        "llamacpp_engine",
+    }
 )
 """Fixtures that load the real model or start a real server (directly or through others)."""
 
@@ -63,6 +71,10 @@ class _Unclosable:
 
     def close(self) -> None:
         pass
+
+    def __getattr__(self, name: str) -> object:
+        """The Engine protocol's optional parts (``text_logprobs``) come through."""
+        return getattr(self._engine, name)
 
 
 @pytest.fixture(scope="session")

@@ -71,6 +71,7 @@ def test_every_budget_key_option_and_fixture_is_documented() -> None:
         "inferbudget_vllm_server_model",
         "inferbudget_vllm_server_args",
         "`vllm_server`",
+        "`llamacpp_server`",
         "pytest_inferbudget.engines",
     ]
     missing = [name for name in names if not re.search(f"`{re.escape(name.strip('`'))}[` ]", text)]

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pytest_inferbudget.budget import COMPARED_KEYS, KEYS
+from pytest_inferbudget.compare.history import History, history_of, judge_against_history
 from pytest_inferbudget.compare.judge import (
     DEFAULT_THRESHOLD,
     Gates,
@@ -107,8 +108,11 @@ def compare_test(
     alpha: float = 0.05,
     resamples: int = 1000,
     load_tolerance: float = LOAD_TOLERANCE,
+    history: Mapping[str, Sequence[float]] | None = None,
 ) -> TestComparison:
-    """One test of the candidate against the same test of the baseline (see the module)."""
+    """One test of the candidate against the same test of the baseline (see the module);
+    ``history`` (per metric, the run-level medians of earlier saved runs of this test)
+    makes timings history-aware (:mod:`~pytest_inferbudget.compare.history`)."""
     nodeid = cand.nodeid
     limits = Gates(nodeid, gates, per_test_gates or {}, default_threshold)
     before, after = _samples(base), _samples(cand)
@@ -128,8 +132,13 @@ def compare_test(
         changes[metric] = exact_change(
             nodeid, metric, exact_counts(base, metric), exact_counts(cand, metric), limits
         )
+    history = history or {}
     ordered = [
-        judge_under_load(changes[m], base.machine, cand.machine, load_tolerance)
+        judge_against_history(
+            judge_under_load(changes[m], base.machine, cand.machine, load_tolerance),
+            history.get(m, ()),
+            alpha,
+        )
         for m in before
         if m in changes
     ]
@@ -148,6 +157,7 @@ def compare_runs(
     resamples: int = 1000,
     baseline_label: str = "",
     load_tolerance: float = LOAD_TOLERANCE,
+    history: Sequence[Mapping[str, Any]] = (),
 ) -> Comparison:
     """Compare two saved runs (``RunRecord.to_dict()``) test by test, matched by nodeid.
 
@@ -158,7 +168,10 @@ def compare_runs(
     per test, and gate too. ``resamples`` bootstrap resamples give each statistical change
     an interval (0 skips it; the verdict does not depend on it). A wall-clock change
     between tests whose machine load differed by more than ``load_tolerance`` (share of the
-    machine's CPU used by other processes) is ``inconclusive``.
+    machine's CPU used by other processes) is ``inconclusive``. ``history``: earlier saved
+    runs on the same hardware key (the baseline among them); with
+    :data:`~pytest_inferbudget.compare.history.HISTORY_MIN_RUNS` or more runs of a test, a
+    timing change within their run-to-run variation is ``insignificant`` (``history``).
 
     Raises :class:`ComparisonError` if the runs ran on different hardware or engines
     (unless ``allow_different_hardware``), or for a malformed run or setting.
@@ -173,6 +186,7 @@ def compare_runs(
         check_thresholds(f"per_test_thresholds[{nodeid!r}]", overrides)
     base_run, cand_run = _parse(baseline, "baseline"), _parse(candidate, "candidate")
     mismatch = check_comparable(baseline, candidate, allow_different_hardware)
+    past: History = history_of([_parse(run, "history") for run in history])
     base_tests = {t.nodeid: t for t in base_run.tests}
     cand_tests = {t.nodeid: t for t in cand_run.tests}
     compared = tuple(
@@ -185,6 +199,7 @@ def compare_runs(
             alpha=float(alpha),
             resamples=resamples,
             load_tolerance=load_tolerance,
+            history=past.get(test.nodeid),
         )
         for test in cand_run.tests
         if test.nodeid in base_tests

@@ -5,6 +5,7 @@ PYTEST_DONT_REWRITE: loaded at start-up and holds no asserts; this skips pytest'
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -13,7 +14,7 @@ from urllib.parse import parse_qsl
 from pytest_inferbudget.errors import EngineSpecError
 
 if TYPE_CHECKING:
-    from pytest_inferbudget.records import EngineInfo, Request, Response
+    from pytest_inferbudget.records import EngineInfo, Request, Response, TextLogprobs
 
 Progress = Callable[[str], None]
 """Receives one line of human-readable progress (model download, conversion)."""
@@ -37,6 +38,33 @@ class Engine(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class TextScorer(Protocol):
+    """The Engine protocol's optional part: log-probabilities of a given text (prompt
+    log-probs), for ``infer.measure_text`` and information capacity (docs/metrics.md)."""
+
+    def text_logprobs(self, text: str, *, window_tokens: int = 1024) -> TextLogprobs:
+        """Each token's natural-log probability given the ones before it in its window of
+        ``window_tokens``; a window's first token is context (:class:`TextLogprobs`)."""
+        ...
+
+
+TEXT_SCORING_ENGINES = ("transformers", "vllm")
+"""The built-in engines that implement :class:`TextScorer`."""
+
+
+def text_scorer(engine: object) -> TextScorer:
+    """``engine`` as a :class:`TextScorer`, or a clear error naming the engines that are."""
+    if isinstance(engine, TextScorer):
+        return engine
+    spec = getattr(engine, "spec", type(engine).__name__)
+    raise EngineSpecError(
+        f"engine {spec} cannot score a given text (it has no text_logprobs); use one of the "
+        f"engines that can: {', '.join(TEXT_SCORING_ENGINES)} (--inferbudget-engine "
+        "transformers:MODEL or vllm:MODEL)"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,18 +93,50 @@ class EngineSpec:
         return cls(name, target, options)
 
     def check_options(self, allowed: Sequence[str]) -> None:
-        """Refuse options the engine does not take, naming the ones it does."""
-        unknown = set(self.options) - set(allowed)
+        """Refuse options the engine does not take, naming the ones it does (and the
+        likeliest meant). ``server_gpu``, a hardware label, is taken by every engine."""
+        unknown = sorted(set(self.options) - {*allowed, SERVER_GPU_OPTION})
         if unknown:
+            hints = "".join(_did_you_mean(name, allowed) for name in unknown)
             takes = ", ".join(allowed) if allowed else "no options"
             raise EngineSpecError(
-                f"engine spec '{self}': unknown option(s) {', '.join(sorted(unknown))}; "
-                f"the {self.name} engine takes {takes}"
+                f"engine spec '{self}': unknown option(s) {', '.join(unknown)}{hints}; "
+                f"the {self.name} engine takes {takes} (and {SERVER_GPU_OPTION}, a "
+                "hardware label)"
             )
+
+    def choice(self, key: str, accepted: Sequence[str], default: str) -> str:
+        """The option ``key``, which must be one of ``accepted`` (or match one of them as a
+        pattern such as ``cuda:N``); a bad value names the option, the value and the
+        accepted ones, before anything is loaded."""
+        value = self.options.get(key, default)
+        for pattern in accepted:
+            regex = re.escape(pattern).replace("N", r"\d+")
+            if re.fullmatch(regex, value):
+                return value
+        # NVIDIA GPUs are "cuda" to torch and vLLM; "gpu" is what people type
+        hint = " (did you mean 'cuda'?)" if value.lower() == "gpu" and "cuda" in accepted else ""
+        raise EngineSpecError(
+            f"engine spec '{self}': {key}={value!r} is not accepted"
+            f"{hint or _did_you_mean(value, accepted)}; the {self.name} engine takes {key}= one of "
+            f"{', '.join(accepted)}"
+        )
 
     def __str__(self) -> str:
         query = "&".join(f"{k}={v}" for k, v in self.options.items())
         return f"{self.name}:{self.target}" + (f"?{query}" if query else "")
+
+
+SERVER_GPU_OPTION = "server_gpu"
+"""Names a remote server's GPU for ``hardware=`` budgets and the run key (the same name as
+:data:`pytest_inferbudget.hardware.SERVER_GPU_OPTION`, which reads it from the spec)."""
+
+
+def _did_you_mean(word: str, choices: Sequence[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 ENTRY_POINT_GROUP = "pytest_inferbudget.engines"
@@ -99,8 +159,9 @@ def create_engine(spec: EngineSpec, progress: Progress | None = None) -> Engine:
     registry = registered_engines()
     if spec.name not in registry:
         known = ", ".join(sorted(registry)) or "none (is pytest-inferbudget installed?)"
+        hint = _did_you_mean(spec.name, list(registry))
         raise EngineSpecError(
-            f"unknown engine {spec.name!r} in spec '{spec}'; known engines: {known} "
+            f"unknown engine {spec.name!r} in spec '{spec}'{hint}; known engines: {known} "
             f"(packages add more through the {ENTRY_POINT_GROUP!r} entry-point group or "
             f"the pytest_inferbudget_make_engine hook)"
         )
@@ -112,6 +173,7 @@ def create_engine(spec: EngineSpec, progress: Progress | None = None) -> Engine:
 __all__ = [
     "DEFAULT_ENGINE_SPEC",
     "ENTRY_POINT_GROUP",
+    "SERVER_GPU_OPTION",
     "Engine",
     "EngineSpec",
     "Progress",

@@ -4,24 +4,27 @@ Spec: ``openai:URL[?model=NAME&...]``, URL being the server's API root (for exam
 ``http://127.0.0.1:8000/v1``); without ``model`` the server's ``/models`` must list
 exactly one.
 
-Longer than 500 lines because one wire protocol is one concept: the spec's options, the
-stream's parsing and timing, and the mapping of every transport fault to an error that
-names the URL and the fix read best beside each other.
+Pure rules (events, chunks, who counts tokens) live in ``openai_wire``, what a server
+supports in ``openai_probe``, the tokenizer fallback in ``openai_tokens``.
 
 Each generation is one streamed request (``stream: true`` with
 ``stream_options.include_usage``). The clock starts just before the request is sent;
 TTFT is the arrival of the first chunk that carries output (text, or a finish reason:
 a first token that is EOS has no text); E2E is the last such chunk; TPOT is
 ``(E2E - TTFT) / (output tokens - 1)``. Output and prompt tokens come from the server's
-usage, never from re-tokenizing the text. Inter-token latencies are the gaps between
-output chunks; with ``continuous_usage=true`` (a vLLM extension) the server reports
-usage on every chunk, and a gap is split evenly over the tokens its chunk carries.
+usage; a server that sends none in its streams (llama.cpp's) is counted by the model's
+tokenizer (``vllm bench serve``'s fallback), or, with no tokenizer, asked unstreamed
+for its usage; every generation records which (``token_source``). Inter-token latencies
+are the gaps between output chunks; with ``continuous_usage=true`` (a vLLM extension)
+the server reports usage on every chunk, and a gap is split evenly over the tokens its
+chunk carries. On first use the engine probes what the server supports
+(:mod:`~pytest_inferbudget.engines.openai_probe`) and reports it in ``describe()``.
 
 ``n > 1`` is sent as ``n`` concurrent streams of one sample each, not as the server's
 ``n``: a stream with ``n`` choices reports usage only summed over its choices, so the
 per-sample token counts (and so per-sample TPOT) would be lost, and many servers do
-not implement ``n`` at all. With a seed, sample ``i`` is sent with ``seed + i``, as
-vLLM seeds the children of an ``n > 1`` request.
+not implement ``n`` at all (the probe says whether this one does). With a seed, sample
+``i`` is sent with ``seed + i``, as vLLM seeds the children of an ``n > 1`` request.
 """
 
 from __future__ import annotations
@@ -30,38 +33,59 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from pytest_inferbudget.engines import EngineSpec, Progress
-from pytest_inferbudget.errors import EngineError, EngineSpecError, EngineUnavailableError
+from pytest_inferbudget.engines.openai_probe import (
+    ProbeError,
+    ServerCapabilities,
+    cached_capabilities,
+    probe_server,
+)
+from pytest_inferbudget.engines.openai_settings import (
+    DEFAULT_BASE_URL,
+    ENDPOINTS,
+    OPTIONS,
+    OpenAISettings,
+)
+from pytest_inferbudget.engines.openai_tokens import TokenCounter, token_counter
+from pytest_inferbudget.engines.openai_wire import (
+    FINISH_REASONS,
+    StreamState,
+    StreamTiming,
+    decode_event,
+    sample_seed,
+    shorten,
+    sse_data,
+    streams_for,
+    take_answer,
+    take_chunk,
+    token_logprobs,
+    token_source,
+    tokens_description,
+    usage_counts,
+)
+from pytest_inferbudget.errors import EngineError, EngineUnavailableError
 from pytest_inferbudget.records import EngineInfo, Generation, Request, Response, tpot_ms
 
-OPTIONS = (
-    "model",
-    "api_key_env",
-    "endpoint",
-    "timeout_s",
-    "max_concurrency",
-    "continuous_usage",
-    "retries",
-)
-DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
+_sse_data = sse_data  # the names other modules (the load driver) import from here
+_token_logprobs = token_logprobs
+_shorten = shorten
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "ENDPOINTS",
+    "FINISH_REASONS",
+    "OPTIONS",
+    "OpenAIEngine",
+    "OpenAISettings",
+    "StreamTiming",
+]
+
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 """Answers that mean "not now" and come before any output, so a retry measures afresh."""
 RETRY_BACKOFF_S = 0.5
-ENDPOINTS = ("auto", "chat", "completions")
-FINISH_REASONS = {
-    "stop": "stop",
-    "length": "length",
-    # the model ended the answer itself, in another form
-    "tool_calls": "stop",
-    "function_call": "stop",
-    "content_filter": "stop",
-}
 
 
 def _import_httpx() -> Any:
@@ -73,110 +97,6 @@ def _import_httpx() -> Any:
             f"`pip install 'pytest-inferbudget[http]'`"
         ) from exc
     return httpx
-
-
-@dataclass(frozen=True, slots=True)
-class StreamTiming:
-    """How one generation arrived, beyond what ``Generation`` keeps. Times in ms."""
-
-    ttft_ms: float | None
-    e2e_ms: float | None
-    itl_ms: tuple[float, ...]
-    """Gaps between output chunks; split per token when ``itl_per_token``."""
-    output_chunks: int
-    itl_per_token: bool
-    """The server reported usage on every chunk and gaps were split by its token count."""
-
-
-@dataclass(frozen=True, slots=True)
-class OpenAISettings:
-    base_url: str
-    model: str | None
-    endpoint: str
-    timeout_s: float
-    max_concurrency: int
-    continuous_usage: bool
-    api_key_env: str | None
-    retries: int = 2
-    """Further attempts after a refused connection or a retryable status, each timed
-    from its own start: a failed attempt never counts toward a latency."""
-
-    @classmethod
-    def from_spec(cls, spec: EngineSpec) -> OpenAISettings:
-        spec.check_options(OPTIONS)
-        options = spec.options
-        base_url = spec.target.rstrip("/")
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise EngineSpecError(
-                f"engine spec '{spec}': the target must be the server's http(s) API root, "
-                f"as in 'openai:{DEFAULT_BASE_URL}?model=NAME', got {spec.target!r}"
-            )
-        endpoint = options.get("endpoint", "auto")
-        if endpoint not in ENDPOINTS:
-            raise EngineSpecError(
-                f"engine spec '{spec}': endpoint must be one of {', '.join(ENDPOINTS)}, "
-                f"got {endpoint!r}"
-            )
-        try:
-            timeout_s = float(options.get("timeout_s", "60"))
-        except ValueError:
-            timeout_s = 0.0
-        if not timeout_s > 0:
-            raise EngineSpecError(
-                f"engine spec '{spec}': timeout_s must be a number of seconds > 0, "
-                f"got {options.get('timeout_s')!r}"
-            )
-        concurrency = options.get("max_concurrency", "16")
-        if not concurrency.isdigit() or int(concurrency) < 1:
-            raise EngineSpecError(
-                f"engine spec '{spec}': max_concurrency must be an integer >= 1, "
-                f"got {concurrency!r}"
-            )
-        continuous = options.get("continuous_usage", "false").lower()
-        if continuous not in ("true", "false", "1", "0"):
-            raise EngineSpecError(
-                f"engine spec '{spec}': continuous_usage must be true or false, "
-                f"got {options['continuous_usage']!r}"
-            )
-        retries = options.get("retries", "2")
-        if not retries.isdigit():
-            raise EngineSpecError(
-                f"engine spec '{spec}': retries must be an integer >= 0, got {retries!r}"
-            )
-        api_key_env = options.get("api_key_env") or None
-        if api_key_env is not None and not os.environ.get(api_key_env):
-            raise EngineSpecError(
-                f"engine spec '{spec}': api_key_env={api_key_env} names an environment "
-                f"variable that is not set (or empty); export it or drop the option"
-            )
-        return cls(
-            base_url=base_url,
-            model=options.get("model") or None,
-            endpoint=endpoint,
-            timeout_s=timeout_s,
-            max_concurrency=int(concurrency),
-            continuous_usage=continuous in ("true", "1"),
-            api_key_env=api_key_env,
-            retries=int(retries),
-        )
-
-
-@dataclass(slots=True)
-class _Stream:
-    """What one stream delivered so far."""
-
-    start_ns: int
-    text: list[str] = field(default_factory=list)
-    first_ns: int | None = None
-    last_ns: int | None = None
-    itl_ns: list[float] = field(default_factory=list)
-    output_chunks: int = 0
-    logprobs: list[float] = field(default_factory=list)
-    finish_reason: str | None = None
-    usage: dict[str, Any] | None = None
-    usage_tokens: int = 0
-    done: bool = False
 
 
 class OpenAIEngine:
@@ -197,6 +117,8 @@ class OpenAIEngine:
             headers=headers,
         )
         self._closed = False
+        self._counter: TokenCounter | None = None
+        self._probe_failure = "not probed yet"
         self.last_timings: list[tuple[StreamTiming, ...]] = []
         """Per response of the last ``generate`` call, per sample: TTFT, E2E and ITLs."""
 
@@ -205,12 +127,15 @@ class OpenAIEngine:
         settings = OpenAISettings.from_spec(spec)
         _import_httpx()
         engine = cls(settings.model or "", spec=str(spec), settings=settings)
-        if settings.model is None:
-            try:
+        try:
+            if settings.model is None:
                 engine.model = engine._only_served_model()
-            except BaseException:
-                engine.close()
-                raise
+            engine._counter = token_counter(
+                settings.tokenizer, settings.tokens, engine.model, str(spec)
+            )
+        except BaseException:
+            engine.close()
+            raise
         return engine
 
     def _only_served_model(self) -> str:
@@ -235,8 +160,42 @@ class OpenAIEngine:
     def spec(self) -> str:
         return self._spec
 
+    def capabilities(self) -> ServerCapabilities | None:
+        """What the server supports, probed on first use and cached for the process; None
+        when probing is off or the server could not be reached (tried again next time)."""
+        if not self.settings.probe:
+            self._probe_failure = "probe=false"
+            return None
+        count = None if self._counter is None else self._counter.length_tokens
+        try:
+            return cached_capabilities(
+                (self.settings.base_url, self.model),
+                lambda: probe_server(self._post_whole, self.model, count),
+            )
+        except (self._httpx.TransportError, ProbeError) as exc:  # requests will say more
+            self._probe_failure = f"probe failed: {exc}"
+            return None
+
+    def _post_whole(self, path: str, body: dict[str, Any]) -> tuple[int, str]:
+        """One probe request, read whole; transport failures propagate (nothing learned)."""
+        answer = self._client.post(
+            self.settings.base_url + path, json=body, timeout=min(self.settings.timeout_s, 30.0)
+        )
+        return answer.status_code, answer.text
+
+    def _streamed(self, capabilities: ServerCapabilities | None) -> bool:
+        return streams_for(
+            self.settings.tokens,
+            None if capabilities is None else capabilities.stream_usage,
+            None if capabilities is None else capabilities.response_usage,
+            self._counter is not None,
+            f"{self._spec}: {self.settings.base_url}",
+        )
+
     def describe(self) -> EngineInfo:
-        """Settings, and what the server says of the model (``GET /models``) if it answers."""
+        """Settings, what the server supports, and what it says of the model (``GET
+        /models``) if it answers."""
+        capabilities = self.capabilities()
         info: EngineInfo = {
             "engine": "openai",
             "model": self.model,
@@ -249,7 +208,18 @@ class OpenAIEngine:
             if self.settings.continuous_usage
             else "per output chunk",
             "httpx": str(self._httpx.__version__),
+            "tokens": tokens_description(
+                self.settings.tokens,
+                lambda: self._streamed(capabilities),
+                None if capabilities is None else capabilities.stream_usage,
+                None if self._counter is None else self._counter.name,
+            ),
+            "capabilities": {"probed": False, "why": self._probe_failure}
+            if capabilities is None
+            else {"probed": True, **capabilities.to_dict(), "summary": capabilities.summary()},
         }
+        if capabilities is not None and not capabilities.n:
+            info["n"] = "one stream per sample (the server ignores n)"
         url = f"{self.settings.base_url}/models"
         try:
             listing = self._client.get(url, timeout=min(self.settings.timeout_s, 5.0))
@@ -276,15 +246,26 @@ class OpenAIEngine:
         """Every sample of every request as its own stream, at most ``max_concurrency`` at once."""
         if self._closed:
             raise EngineError(f"{self._spec}: generate called after close()")
+        capabilities = self.capabilities()
+        streamed = self._streamed(capabilities)
+        for request in requests:  # refuse a mismatched request before sending any
+            raw = self._endpoint_for(request) == "completions"
+            if raw and capabilities is not None and not capabilities.completions:
+                raise EngineError(
+                    f"{self._spec}: {self.settings.base_url} has no working /completions "
+                    f"endpoint (probed), which a raw-text request (chat=False) needs; "
+                    f"send chat requests to this server"
+                )
         jobs = [(index, sample) for index, r in enumerate(requests) for sample in range(r.n)]
-        for request in requests:
-            self._endpoint_for(request)  # refuse a mismatched request before sending any
-        results: dict[tuple[int, int], tuple[Generation, StreamTiming]] = {}
+        results: dict[tuple[int, int], StreamState] = {}
         cancel = threading.Event()
-        workers = max(1, min(self.settings.max_concurrency, len(jobs)))
+        limit = self.settings.max_concurrency
+        if capabilities is not None and not capabilities.concurrent:
+            limit = 1  # the server would cut a stream off when the next one arrives
+        workers = max(1, min(limit, len(jobs)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inferbudget-http") as pool:
-            futures: dict[Future[tuple[Generation, StreamTiming]], tuple[int, int]] = {
-                pool.submit(self._run_stream, requests[index], sample, cancel): (index, sample)
+            futures: dict[Future[StreamState], tuple[int, int]] = {
+                pool.submit(self._run, requests[index], sample, streamed, cancel): (index, sample)
                 for index, sample in jobs
             }
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
@@ -296,14 +277,19 @@ class OpenAIEngine:
                 raise _first_error(failed)
             for future, key in futures.items():
                 results[key] = future.result()
+        # tokens are counted once every stream is in, so counting never delays a stream
+        generations = {
+            key: self._generation(requests[key[0]], state, streamed)
+            for key, state in results.items()
+        }
         self.last_timings = [
-            tuple(results[(index, sample)][1] for sample in range(r.n))
+            tuple(results[(index, sample)].timing() for sample in range(r.n))
             for index, r in enumerate(requests)
         ]
         return [
             Response(
                 request=r,
-                generations=tuple(results[(index, sample)][0] for sample in range(r.n)),
+                generations=tuple(generations[(index, sample)] for sample in range(r.n)),
                 engine=self._spec,
             )
             for index, r in enumerate(requests)
@@ -325,7 +311,7 @@ class OpenAIEngine:
             )
         return endpoint
 
-    def _payload(self, request: Request, sample: int) -> tuple[str, dict[str, Any]]:
+    def _payload(self, request: Request, sample: int, streamed: bool) -> tuple[str, dict[str, Any]]:
         endpoint = self._endpoint_for(request)
         body: dict[str, Any] = {"model": self.model}
         if endpoint == "chat":
@@ -348,32 +334,33 @@ class OpenAIEngine:
                 body.update(logprobs=True, top_logprobs=0)
             else:
                 body["logprobs"] = 0
-        stream_options: dict[str, bool] = {"include_usage": True}
-        if self.settings.continuous_usage:
-            stream_options["continuous_usage_stats"] = True
         body.update(
             max_tokens=request.max_new_tokens,
             temperature=request.temperature,
             top_p=request.top_p,
             n=1,
-            stream=True,
-            stream_options=stream_options,
+            stream=streamed,
         )
-        if request.seed is not None:
-            body["seed"] = request.seed + sample
+        if streamed:
+            stream_options: dict[str, bool] = {"include_usage": True}
+            if self.settings.continuous_usage:
+                stream_options["continuous_usage_stats"] = True
+            body["stream_options"] = stream_options
+        seed = sample_seed(request.seed, sample)
+        if seed is not None:
+            body["seed"] = seed
         return self.settings.base_url + path, body
 
-    def _run_stream(
-        self, request: Request, sample: int, cancel: threading.Event
-    ) -> tuple[Generation, StreamTiming]:
-        url, body = self._payload(request, sample)
-        chat = "messages" in body
+    def _run(
+        self, request: Request, sample: int, streamed: bool, cancel: threading.Event
+    ) -> StreamState:
+        url, body = self._payload(request, sample, streamed)
         content = json.dumps(body).encode()
         headers = {"Content-Type": "application/json"}
         attempt = 0
         while True:
             try:
-                return self._attempt_stream(url, content, headers, chat, cancel)
+                return self._attempt(url, content, headers, streamed, cancel)
             except _Retryable as exc:
                 attempt += 1
                 if attempt > self.settings.retries or cancel.is_set():
@@ -383,35 +370,50 @@ class OpenAIEngine:
                     ) from exc.__cause__
             time.sleep(RETRY_BACKOFF_S * 2 ** (attempt - 1))
 
-    def _attempt_stream(
+    def _attempt(
         self,
         url: str,
         content: bytes,
         headers: dict[str, str],
-        chat: bool,
+        streamed: bool,
         cancel: threading.Event,
-    ) -> tuple[Generation, StreamTiming]:
+    ) -> StreamState:
         """One request, timed from its own start; refusals before any output retryable."""
         httpx = self._httpx
-        stream = _Stream(start_ns=time.perf_counter_ns())
+        state = StreamState(
+            start_ns=time.perf_counter_ns(), per_chunk_usage=self.settings.continuous_usage
+        )
         try:
             with self._client.stream("POST", url, content=content, headers=headers) as response:
                 if response.status_code != 200:
                     response.read()
                     message = (
                         f"{self._spec}: POST {url} answered HTTP {response.status_code}: "
-                        f"{_shorten(response.text)}"
+                        f"{shorten(response.text)}"
                     )
                     if response.status_code in RETRY_STATUSES:
                         raise _Retryable(message)
                     raise EngineError(message)
-                for data, arrival_ns in _sse_data(response.iter_lines()):
+                if not streamed:
+                    body = response.read().decode(errors="replace")
+                    arrival_ns = time.perf_counter_ns()
+                    try:
+                        answer = json.loads(body)
+                    except ValueError as exc:
+                        raise EngineError(
+                            f"{self._spec}: malformed answer from {url}: not JSON ({exc}): "
+                            f"{shorten(body)}"
+                        ) from exc
+                    take_answer(state, answer, body, arrival_ns, self._spec, url)
+                    return state
+                for data, arrival_ns in sse_data(response.iter_lines()):
                     if cancel.is_set():
                         raise _Cancelled(f"{self._spec}: cancelled after another stream failed")
                     if data == "[DONE]":
-                        stream.done = True
+                        state.done = True
                         break
-                    self._take_chunk(stream, data, arrival_ns, url, chat)
+                    chunk = decode_event(data, self._spec, url)
+                    take_chunk(state, chunk, data, arrival_ns, self._spec, url)
         except EngineError:
             raise
         except httpx.ConnectError as exc:  # nothing was sent: safe to try again
@@ -426,155 +428,62 @@ class OpenAIEngine:
             ) from exc
         except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
             raise EngineError(
-                f"{self._spec}: {url} broke off the stream after {stream.output_chunks} output "
+                f"{self._spec}: {url} broke off the stream after {state.output_chunks} output "
                 f"chunk(s) ({exc}); did the server die?"
             ) from exc
         except httpx.HTTPError as exc:
             raise EngineError(f"{self._spec}: POST {url} failed: {exc}") from exc
-        return self._finish(stream, url)
-
-    def _take_chunk(
-        self, stream: _Stream, data: str, arrival_ns: int, url: str, chat: bool
-    ) -> None:
-        try:
-            chunk = json.loads(data)
-        except ValueError as exc:
-            raise EngineError(
-                f"{self._spec}: malformed stream from {url}: an event is not JSON "
-                f"({exc}): {_shorten(data)}"
-            ) from exc
-        if not isinstance(chunk, dict):
-            raise EngineError(
-                f"{self._spec}: malformed stream from {url}: an event is not a JSON object: "
-                f"{_shorten(data)}"
-            )
-        if "error" in chunk or chunk.get("object") == "error":
-            error = chunk.get("error", chunk)
-            message = error.get("message", error) if isinstance(error, dict) else error
-            raise EngineError(f"{self._spec}: {url} reported an error mid-stream: {message}")
-        usage = chunk.get("usage")
-        new_tokens = 0
-        if isinstance(usage, dict):
-            stream.usage = usage
-            tokens = usage.get("completion_tokens")
-            if isinstance(tokens, int) and tokens > stream.usage_tokens:
-                new_tokens = tokens - stream.usage_tokens
-                stream.usage_tokens = tokens
-        choices = chunk.get("choices") or []
-        if not isinstance(choices, list):
-            raise EngineError(
-                f"{self._spec}: malformed stream from {url}: 'choices' is not a list: "
-                f"{_shorten(data)}"
-            )
-        for choice in choices:
-            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                continue  # one sample per stream; ignore anything else
-            if chat:
-                delta = choice.get("delta") or {}
-                text = delta.get("content") if isinstance(delta, dict) else None
-            else:
-                text = choice.get("text")
-            stream.logprobs.extend(_token_logprobs(choice.get("logprobs"), chat))
-            finish = choice.get("finish_reason")
-            if text:
-                stream.text.append(str(text))
-            if finish is not None and stream.finish_reason is None:
-                stream.finish_reason = str(finish)
-            carries_output = bool(text) or finish is not None or new_tokens > 0
-            if not carries_output:
-                continue  # e.g. the role-only first chunk of a chat stream
-            if stream.last_ns is not None:
-                gap_ns = arrival_ns - stream.last_ns
-                if self.settings.continuous_usage and new_tokens > 1:
-                    stream.itl_ns.extend([gap_ns / new_tokens] * new_tokens)
-                else:
-                    stream.itl_ns.append(gap_ns)
-            if stream.first_ns is None:
-                stream.first_ns = arrival_ns
-            stream.last_ns = arrival_ns
-            stream.output_chunks += 1
-
-    def _finish(self, stream: _Stream, url: str) -> tuple[Generation, StreamTiming]:
-        if not stream.done:
+        if not state.done:
             raise EngineError(
                 f"{self._spec}: the stream from {url} ended without 'data: [DONE]' after "
-                f"{stream.output_chunks} output chunk(s); did the server die mid-response?"
+                f"{state.output_chunks} output chunk(s); did the server die mid-response?"
             )
-        usage = stream.usage
-        if usage is None:
-            raise EngineError(
-                f"{self._spec}: {url} sent no usage; the engine needs a server that honours "
-                f"stream_options.include_usage (token counts are never re-tokenized)"
-            )
-        prompt_tokens = usage.get("prompt_tokens")
-        completion_tokens = usage.get("completion_tokens")
-        if not isinstance(prompt_tokens, int) or not isinstance(completion_tokens, int):
-            raise EngineError(
-                f"{self._spec}: malformed usage from {url}: {_shorten(json.dumps(usage))}"
-            )
-        if stream.finish_reason is None:
+        return state
+
+    def _generation(self, request: Request, state: StreamState, streamed: bool) -> Generation:
+        """A finished stream (or answer) as a record, its tokens counted by the most
+        trusted source that has them."""
+        url = f"{self.settings.base_url}/{'chat/completions' if request.chat else 'completions'}"
+        if state.finish_reason is None:
             raise EngineError(f"{self._spec}: the stream from {url} never gave a finish_reason")
-        finish_reason = FINISH_REASONS.get(stream.finish_reason)
+        finish_reason = FINISH_REASONS.get(state.finish_reason)
         if finish_reason is None:
             raise EngineError(
-                f"{self._spec}: {url} ended a generation with finish_reason="
-                f"{stream.finish_reason!r}"
+                f"{self._spec}: {url} ended a generation with finish_reason={state.finish_reason!r}"
             )
-        ttft_ms = e2e_ms = None
-        if stream.first_ns is not None and stream.last_ns is not None:
-            ttft_ms = (stream.first_ns - stream.start_ns) / 1e6
-            e2e_ms = (stream.last_ns - stream.start_ns) / 1e6
-        generation = Generation(
-            text="".join(stream.text),
+        if state.usage is not None and usage_counts(state.usage) is None:
+            raise EngineError(
+                f"{self._spec}: malformed usage from {url}: {shorten(json.dumps(state.usage))}"
+            )
+        counts = usage_counts(state.usage)
+        text = "".join(state.text)
+        source = token_source(
+            self.settings.tokens,
+            streamed,
+            counts is not None,
+            self._counter is not None,
+            f"{self._spec}: {url}",
+        )
+        if source == "tokenizer":
+            assert self._counter is not None  # token_source chose it only with a counter
+            counts = (
+                self._counter.prompt_tokens(request),
+                self._counter.completion_tokens(text, finish_reason),
+            )
+        assert counts is not None  # token_source raised otherwise
+        prompt_tokens, completion_tokens = counts
+        timing = state.timing()  # an unstreamed answer has an end but no first token
+        return Generation(
+            text=text,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             finish_reason=finish_reason,
-            e2e_ms=e2e_ms,
-            ttft_ms=ttft_ms,
-            tpot_ms=tpot_ms(e2e_ms, ttft_ms, completion_tokens),
-            mean_logprob=(sum(stream.logprobs) / len(stream.logprobs) if stream.logprobs else None),
+            e2e_ms=timing.e2e_ms,
+            ttft_ms=timing.ttft_ms,
+            tpot_ms=tpot_ms(timing.e2e_ms, timing.ttft_ms, completion_tokens),
+            mean_logprob=(sum(state.logprobs) / len(state.logprobs) if state.logprobs else None),
+            token_source=source,
         )
-        timing = StreamTiming(
-            ttft_ms=ttft_ms,
-            e2e_ms=e2e_ms,
-            itl_ms=tuple(gap / 1e6 for gap in stream.itl_ns),
-            output_chunks=stream.output_chunks,
-            itl_per_token=self.settings.continuous_usage,
-        )
-        return generation, timing
-
-
-def _sse_data(lines: Iterable[str]) -> Iterator[tuple[str, int]]:
-    """The ``data`` of each server-sent event with its arrival time; comments skipped."""
-    data: list[str] = []
-    arrival_ns = 0
-    for line in lines:
-        if not line:
-            if data:
-                yield "\n".join(data), arrival_ns
-                data = []
-            continue
-        if line.startswith(":"):
-            continue  # a comment, often a keep-alive ping
-        field_name, _, value = line.partition(":")
-        if field_name == "data":
-            if not data:
-                arrival_ns = time.perf_counter_ns()
-            data.append(value.removeprefix(" "))
-    if data:  # a last event without its blank line
-        yield "\n".join(data), arrival_ns
-
-
-def _token_logprobs(logprobs: Any, chat: bool) -> list[float]:
-    """The sampled tokens' log-probabilities in a chunk's ``logprobs``, in either API's form."""
-    if not isinstance(logprobs, dict):
-        return []
-    if chat:
-        entries = logprobs.get("content") or []
-        values = [e.get("logprob") for e in entries if isinstance(e, dict)]
-    else:
-        values = logprobs.get("token_logprobs") or []
-    return [float(v) for v in values if isinstance(v, int | float)]
 
 
 class _Retryable(EngineError):
@@ -585,12 +494,7 @@ class _Cancelled(EngineError):
     """A stream stopped because another stream of the same batch failed."""
 
 
-def _first_error(failed: list[Future[tuple[Generation, StreamTiming]]]) -> BaseException:
+def _first_error(failed: list[Future[StreamState]]) -> BaseException:
     errors = [e for e in (f.exception() for f in failed) if e is not None]
     causes = [e for e in errors if not isinstance(e, _Cancelled)]
     return (causes or errors or [EngineError("a stream failed")])[0]
-
-
-def _shorten(text: str, limit: int = 300) -> str:
-    text = text.strip()
-    return text if len(text) <= limit else text[:limit] + "..."

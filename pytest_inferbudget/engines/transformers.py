@@ -4,12 +4,19 @@ Per-request timing without threads: ``generate`` calls a streamer's ``put`` once
 the prompt and then once per decoding step with the new token of every row, after
 the step's tensors are on the CPU (which synchronises CUDA). We timestamp each call;
 a row's first token is step 1 and its end is the step at which it emits EOS.
+
+On CUDA each call also reports torch's peak allocation on the engine's own device
+(``peak_gpu_memory_mb``), and :meth:`TransformersEngine.describe` names the device's CUDA
+ordinal and UUID, so the energy meter reads that GPU and no other.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +24,21 @@ from pytest_inferbudget.engines import EngineSpec, Progress
 from pytest_inferbudget.engines.prompts import prompt_text
 from pytest_inferbudget.errors import EngineError, EngineSpecError, EngineUnavailableError
 from pytest_inferbudget.models import resolve_model
-from pytest_inferbudget.records import EngineInfo, Generation, Request, Response, tpot_ms
+from pytest_inferbudget.records import (
+    EngineInfo,
+    Generation,
+    Request,
+    Response,
+    TextLogprobs,
+    tpot_ms,
+)
 
 OPTIONS = ("device", "dtype", "batch_size")
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+WORKERS_PER_GPU_ENV = "INFERBUDGET_WORKERS_PER_GPU"
+"""Set by the plugin for an xdist worker that shares its GPU: how many workers share it."""
+_MIB = 2**20
 
 
 def _import_torch_transformers() -> tuple[Any, Any]:
@@ -65,6 +84,8 @@ class TransformersEngine:
         self._spec = spec
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cuda":  # name the ordinal: the meter and memory reads need it
+            device = f"cuda:{torch.cuda.current_device()}"
         if dtype == "auto":
             dtype = "float32" if device == "cpu" else "bfloat16"
         torch_dtype = getattr(torch, dtype, None)
@@ -85,21 +106,62 @@ class TransformersEngine:
         if eos is None:
             eos = self.tokenizer.eos_token_id
         self.eos_token_ids = frozenset([eos] if isinstance(eos, int) else eos)
-        # The first call pays for lazy allocations; keep that out of the first test's budget.
-        self.generate([Request("Hi", max_new_tokens=2)])
+        self._versions = self._library_versions()
+        self.warm_up()
+
+    def warm_up(self) -> None:
+        """Run what tests run, once, so the first test does not pay for first kernels and
+        lazy allocations: a greedy row, and a sampled batch of ``batch_size`` rows with
+        log-probabilities (sampling and log-softmax have kernels of their own)."""
+        self.generate(
+            [
+                Request("Hi", max_new_tokens=2),
+                Request("Hi", max_new_tokens=2, n=self.batch_size, temperature=0.7, logprobs=True),
+            ]
+        )
+
+    def _library_versions(self) -> dict[str, str]:
+        """torch, transformers, CUDA and the NVIDIA driver: part of the run key."""
+        torch = self._torch
+        versions = {"torch": str(torch.__version__)}
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions["transformers"] = metadata.version("transformers")
+        if self.device.startswith("cuda"):
+            versions["cuda"] = str(torch.version.cuda)
+            from pytest_inferbudget.meters.nvml_device import driver_version
+
+            driver = driver_version()
+            if driver:
+                versions["driver"] = driver
+        return versions
 
     @classmethod
     def from_spec(cls, spec: EngineSpec, progress: Progress) -> TransformersEngine:
         spec.check_options(OPTIONS)
+        device = spec.choice("device", DEVICES, "auto")
+        dtype = spec.choice("dtype", DTYPES, "auto")
         batch_size = spec.options.get("batch_size", "16")
         if not batch_size.isdigit() or int(batch_size) < 1:
-            raise EngineSpecError(f"engine spec '{spec}': batch_size must be an integer >= 1")
-        _import_torch_transformers()  # fail on a missing extra before any download
+            raise EngineSpecError(
+                f"engine spec '{spec}': batch_size must be an integer >= 1, got {batch_size!r}"
+            )
+        torch, _ = _import_torch_transformers()  # fail on a missing extra before any download
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise EngineSpecError(
+                f"engine spec '{spec}': device={device} but torch sees no CUDA GPU "
+                f"(torch {torch.__version__}, built for CUDA {torch.version.cuda}); install "
+                "a CUDA build of torch, check CUDA_VISIBLE_DEVICES, or use device=cpu"
+            )
+        if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
+            raise EngineSpecError(
+                f"engine spec '{spec}': device={device} but {torch.cuda.device_count()} CUDA "
+                "GPU(s) are visible (CUDA_VISIBLE_DEVICES renumbers them from 0)"
+            )
         return cls(
             resolve_model(spec.target, progress),
             spec=str(spec),
-            device=spec.options.get("device", "auto"),
-            dtype=spec.options.get("dtype", "auto"),
+            device=device,
+            dtype=dtype,
             batch_size=int(batch_size),
         )
 
@@ -117,14 +179,38 @@ class TransformersEngine:
             "batch_size": self.batch_size,
             "parameters": sum(p.numel() for p in self.model.parameters()),
         }
+        info.update(self._versions)  # type: ignore[typeddict-item]  # known keys, str values
         if self.device.startswith("cuda"):
-            info["gpu"] = torch.cuda.get_device_name(torch.device(self.device))
+            device = torch.device(self.device)
+            info["gpu"] = torch.cuda.get_device_name(device)
+            info["cuda_devices"] = [device.index]
+            uuid = getattr(torch.cuda.get_device_properties(device), "uuid", None)
+            if uuid is not None:
+                info["gpu_uuids"] = [str(uuid)]
+            sharing = os.environ.get(WORKERS_PER_GPU_ENV)
+            if sharing:
+                info["workers_per_gpu"] = int(sharing)
+        else:
+            info["threads"] = int(torch.get_num_threads())
         return info
 
     def close(self) -> None:
         del self.model
         if self.device.startswith("cuda"):
             self._torch.cuda.empty_cache()
+
+    def _gpu_peak_mb(self, before: bool) -> float | None:
+        """Reset (``before``) or read torch's peak allocation on the engine's own device,
+        not the current one; None off CUDA."""
+        if not self.device.startswith("cuda"):
+            return None
+        cuda = self._torch.cuda
+        device = self._torch.device(self.device)
+        if before:
+            cuda.reset_peak_memory_stats(device)
+            return None
+        cuda.synchronize(device)
+        return float(cuda.max_memory_allocated(device)) / _MIB
 
     def generate(self, requests: Sequence[Request]) -> list[Response]:
         """All requests arrive now: each one's clock starts here, queueing included."""
@@ -135,6 +221,7 @@ class TransformersEngine:
             key = (r.max_new_tokens, r.temperature, r.top_p, r.seed, r.chat)
             groups.setdefault(key, []).extend((index, sample) for sample in range(r.n))
         generations: dict[tuple[int, int], Generation] = {}
+        self._gpu_peak_mb(before=True)
         for group in groups.values():
             for offset in range(0, len(group), self.batch_size):
                 chunk = group[offset : offset + self.batch_size]
@@ -143,14 +230,38 @@ class TransformersEngine:
                     chunk, self._generate_rows(chunk_requests, start_ns), strict=True
                 ):
                     generations[row] = generation
+        peak_mb = self._gpu_peak_mb(before=False)
         return [
             Response(
                 request=r,
                 generations=tuple(generations[(index, s)] for s in range(r.n)),
                 engine=self._spec,
+                peak_gpu_memory_mb=peak_mb,
             )
             for index, r in enumerate(requests)
         ]
+
+    def text_logprobs(self, text: str, *, window_tokens: int = 1024) -> TextLogprobs:
+        """Prompt log-probs of ``text`` (no chat template), in nats: one forward pass per
+        window, the log-softmax of each position's logits at the next token, taken in
+        float64 (128 positions at a time) so that a sum over thousands of tokens keeps
+        its digits."""
+        from pytest_inferbudget.metrics.information import token_windows
+
+        torch = self._torch
+        ids = list(self.tokenizer(text)["input_ids"])
+        logprobs: list[float] = []
+        scored_bytes = 0
+        for start, stop in token_windows(len(ids), window_tokens):
+            window = torch.tensor([ids[start:stop]], device=self.device)
+            with torch.no_grad():
+                logits = self.model(input_ids=window, use_cache=False).logits[0, :-1]
+            for rows, targets in zip(logits.split(128), window[0, 1:].split(128), strict=True):
+                wide = rows.double()
+                chosen = wide.gather(-1, targets[:, None])[:, 0] - torch.logsumexp(wide, dim=-1)
+                logprobs += chosen.tolist()
+            scored_bytes += len(self.tokenizer.decode(ids[start + 1 : stop]).encode("utf-8"))
+        return TextLogprobs(tuple(logprobs), scored_bytes, len(ids), window_tokens)
 
     def _generate_rows(self, rows: list[Request], start_ns: int) -> list[Generation]:
         """One batched ``generate`` call; every row shares its decoding settings."""

@@ -13,6 +13,11 @@ Prompts are tokenized here, with the model's own tokenizer and chat template (th
 request's ``prefill``), and passed to vLLM as token ids, so prompt token counts are
 exact and the same as the transformers engine's. Completion tokens are the token ids
 vLLM returns, the EOS token included (vLLM returns it with ``finish_reason="stop"``).
+
+vLLM preallocates its KV cache, so torch's peak says nothing of a request: each response's
+``peak_gpu_memory_mb`` is the KV cache its sequences held at their longest (their blocks
+times the bytes of a block, prompt blocks shared between samples counted once). On a GPU
+each instance takes ``0.9 / instances`` of its memory when several share it.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from __future__ import annotations
 import contextlib
 import gc
 import itertools
+import math
+import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -31,7 +38,14 @@ from pytest_inferbudget.engines import EngineSpec, Progress
 from pytest_inferbudget.engines.prompts import prompt_text
 from pytest_inferbudget.errors import EngineError, EngineSpecError, EngineUnavailableError
 from pytest_inferbudget.models import resolve_model
-from pytest_inferbudget.records import EngineInfo, Generation, Request, Response, tpot_ms
+from pytest_inferbudget.records import (
+    EngineInfo,
+    Generation,
+    Request,
+    Response,
+    TextLogprobs,
+    tpot_ms,
+)
 
 OPTIONS = (
     "dtype",
@@ -52,6 +66,32 @@ CPU_DEFAULTS: dict[str, str] = {
 the host's memory for the KV cache."""
 
 GPU_DEFAULTS: dict[str, str] = {"dtype": "auto", "max_model_len": "2048", "enforce_eager": "false"}
+
+DTYPES = ("auto", "float32", "float16", "bfloat16", "half", "float")
+GPU_MEMORY_TOTAL = 0.9
+"""vLLM's default ``gpu_memory_utilization`` for one instance, split between instances."""
+WORKERS_PER_GPU_ENV = "INFERBUDGET_WORKERS_PER_GPU"
+"""Set by the plugin when xdist workers share a GPU: the number of engines on each GPU."""
+_MIB = 2**20
+
+
+def memory_share(instances: int, total: float = GPU_MEMORY_TOTAL) -> float:
+    """``gpu_memory_utilization`` for one of ``instances`` vLLM engines on one GPU: vLLM's
+    0.9 split evenly, rounded down to a hundredth so that their sum stays within it."""
+    if instances < 1:
+        raise EngineSpecError(f"instances on a GPU must be >= 1, got {instances}")
+    return math.floor(total / instances * 100) / 100
+
+
+def kv_cache_mb(
+    prompt_tokens: int, sample_tokens: Sequence[int], block_size: int, bytes_per_token: int
+) -> float:
+    """KV cache held by one request's sequences at their longest, MiB: the prompt's full
+    blocks once (samples share them), and each sample's blocks after them."""
+    shared = prompt_tokens // block_size
+    own = sum(math.ceil((prompt_tokens + t) / block_size) - shared for t in sample_tokens)
+    return (shared + own) * block_size * bytes_per_token / _MIB
+
 
 INSTALL_HINT = (
     "install it with `pip install 'pytest-inferbudget[vllm]'` on a machine with a GPU; on "
@@ -108,9 +148,15 @@ class VllmSettings:
     kv_cache_gb: float | None
 
     @classmethod
-    def from_spec(cls, spec: EngineSpec, on_cpu: bool) -> VllmSettings:
+    def from_spec(cls, spec: EngineSpec, on_cpu: bool, instances: int = 1) -> VllmSettings:
+        """``instances``: vLLM engines sharing each GPU; without ``gpu_memory_utilization``
+        in the spec, each gets :func:`memory_share` of it (vLLM's own default above one
+        instance makes the second fail to start)."""
         spec.check_options(OPTIONS)
+        spec.choice("dtype", DTYPES, "auto")
         values = {**(CPU_DEFAULTS if on_cpu else GPU_DEFAULTS), **spec.options}
+        if not on_cpu and instances > 1 and "gpu_memory_utilization" not in values:
+            values["gpu_memory_utilization"] = str(memory_share(instances))
         gpu_memory = values.get("gpu_memory_utilization")
         kv_cache = values.get("kv_cache_gb")
         utilization = None
@@ -193,19 +239,55 @@ class VllmEngine:
         self.dtype = str(self._llm.llm_engine.model_config.dtype).removeprefix("torch.")
         self.tokenizer: Any = self._llm.get_tokenizer()
         self._request_ids = (f"inferbudget-{uuid.uuid4().hex[:8]}-{i}" for i in itertools.count())
-        # The first call pays for lazy allocations; keep that out of the first test's budget.
+        self._kv_block_size, self._kv_bytes_per_token = self._kv_layout()
+        self._versions = _library_versions(self.device)
+        # The first calls pay for lazy allocations and first kernels (sampling, log-probs,
+        # a batch); keep that out of the first test's budget.
         try:
-            self.generate([Request("Hi", max_new_tokens=2)])
+            self.generate(
+                [
+                    Request("Hi", max_new_tokens=2),
+                    Request("Hi", max_new_tokens=2, n=8, temperature=0.7, logprobs=True),
+                ]
+            )
         except BaseException:
             self.close()  # do not leave the engine core process behind
             raise
+
+    def _kv_layout(self) -> tuple[int | None, int | None]:
+        """Block size and KV bytes per token, over every layer and GPU; None where this
+        vLLM's configuration does not say."""
+        try:
+            config = self._llm.llm_engine.vllm_config
+            model = config.model_config
+            block = int(config.cache_config.block_size)
+            dtype = config.cache_config.cache_dtype
+            itemsize = (
+                model.dtype.itemsize
+                if dtype == "auto"
+                else {"fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1}.get(str(dtype), 2)
+            )
+            per_token = (
+                2  # K and V
+                * int(model.get_total_num_hidden_layers())
+                * int(model.get_total_num_kv_heads())
+                * int(model.get_head_size())
+                * int(itemsize)
+            )
+        except (AttributeError, TypeError, ValueError):
+            return None, None
+        return block, per_token
 
     @classmethod
     def from_spec(cls, spec: EngineSpec, progress: Progress) -> VllmEngine:
         _import_vllm()  # fail on a missing extra before any download
         from vllm.platforms import current_platform
 
-        settings = VllmSettings.from_spec(spec, on_cpu=bool(current_platform.is_cpu()))
+        settings = VllmSettings.from_spec(
+            spec,
+            on_cpu=bool(current_platform.is_cpu()),
+            instances=int(os.environ.get(WORKERS_PER_GPU_ENV, "1") or 1),
+        )
         return cls(
             resolve_model(spec.target, progress),
             spec=str(spec),
@@ -231,8 +313,14 @@ class VllmEngine:
         }
         if self.settings.kv_cache_gb is not None:
             info["kv_cache_gb"] = self.settings.kv_cache_gb
+        info.update(self._versions)  # type: ignore[typeddict-item]  # known keys, str values
         if self._gpu_name is not None:
             info["gpu"] = self._gpu_name
+            # the workers' ranks take CUDA ordinals 0..tp-1 of this process's visible GPUs
+            info["cuda_devices"] = list(range(self.settings.tensor_parallel_size))
+            sharing = os.environ.get(WORKERS_PER_GPU_ENV)
+            if sharing:
+                info["workers_per_gpu"] = int(sharing)
         return info
 
     def close(self) -> None:
@@ -311,9 +399,42 @@ class VllmEngine:
                     for sample in samples[index]
                 ),
                 engine=self._spec,
+                peak_gpu_memory_mb=self._kv_mb(prompt_tokens[index], samples[index]),
             )
             for index, request in enumerate(requests)
         ]
+
+    def text_logprobs(self, text: str, *, window_tokens: int = 1024) -> TextLogprobs:
+        """Prompt log-probs of ``text`` (no chat template), in nats: each window as token
+        ids with ``prompt_logprobs=0`` (each token's own, raw logits) and 1 uncounted token."""
+        from pytest_inferbudget.metrics.information import token_windows
+
+        if self._llm is None:
+            raise EngineError(f"{self._spec}: text_logprobs called after close()")
+        ids: list[int] = list(self.tokenizer(text)["input_ids"])
+        windows = [ids[start:stop] for start, stop in token_windows(len(ids), window_tokens)]
+        params = self._vllm.SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=0)
+        outputs = self._llm.generate(
+            [{"prompt_token_ids": w} for w in windows], params, use_tqdm=False
+        )
+        logprobs: list[float] = []
+        for window, output in zip(windows, outputs, strict=True):
+            # position 0 has no context: vLLM gives None there
+            logprobs += [
+                p[t].logprob for t, p in zip(window[1:], output.prompt_logprobs[1:], strict=True)
+            ]
+        scored = sum(len(self.tokenizer.decode(w[1:]).encode("utf-8")) for w in windows)
+        return TextLogprobs(tuple(logprobs), scored, len(ids), window_tokens)
+
+    def _kv_mb(self, prompt_tokens: int, samples: list[_Sample]) -> float | None:
+        if self._kv_block_size is None or self._kv_bytes_per_token is None:
+            return None
+        return kv_cache_mb(
+            prompt_tokens,
+            [len(s.token_ids) for s in samples],
+            self._kv_block_size,
+            self._kv_bytes_per_token,
+        )
 
     def _abort(self, by_id: dict[str, int]) -> None:
         if self._llm is not None and by_id:
@@ -361,3 +482,18 @@ class VllmEngine:
             tpot_ms=tpot_ms(e2e_ms, ttft_ms, completion_tokens),
             mean_logprob=(sum(sample.logprobs) / len(sample.logprobs) if sample.logprobs else None),
         )
+
+
+def _library_versions(device: str) -> dict[str, str]:
+    """torch, CUDA and the NVIDIA driver (vLLM's own version is ``vllm``): run-key fields."""
+    import torch
+
+    versions = {"torch": str(torch.__version__)}
+    if device == "cuda":
+        versions["cuda"] = str(torch.version.cuda)
+        from pytest_inferbudget.meters.nvml_device import driver_version
+
+        driver = driver_version()
+        if driver:
+            versions["driver"] = driver
+    return versions

@@ -22,6 +22,7 @@ from pytest_inferbudget.errors import MeterError
 from pytest_inferbudget.records.energy import METHODS, EnergyMeasurement
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from types import ModuleType
 
 __all__ = [
@@ -129,8 +130,11 @@ def initialized_torch_cuda() -> ModuleType | None:
     return cuda
 
 
-def synchronize_accelerator() -> None:
-    """Wait for queued CUDA work on the current device, so a reading covers it."""
+def synchronize_accelerator(devices: Sequence[int] = ()) -> None:
+    """Wait for queued CUDA work on the engine's ``devices`` (CUDA ordinals; the current
+    device when none are named), so a reading covers it."""
     cuda = initialized_torch_cuda()
-    if cuda is not None:
-        cuda.synchronize()
+    if cuda is None:
+        return
+    for device in devices or (None,):
+        cuda.synchronize(device)

@@ -13,7 +13,8 @@ process peak, which is reported with ``rss_scope="process"``. Without ``/proc``
 (macOS) the process peak comes from ``ru_maxrss``. Only this process counts: an engine
 running in a child process (vLLM's engine core) is not included.
 
-**Accelerator.** ``torch.cuda.max_memory_allocated()`` of the current device, the
+**Accelerator.** ``torch.cuda.max_memory_allocated(device)`` of the engine's device
+(``device``, a CUDA ordinal; the current device when None), the
 peak of tensors held by PyTorch's caching allocator (not its reserved cache, the
 CUDA context, or other processes), reset with ``torch.cuda.reset_peak_memory_stats()``
 at the window's start. Read only when torch is already imported and CUDA initialised;
@@ -154,8 +155,10 @@ class MemoryMeter:
 
     name = "memory"
 
-    def __init__(self, *, reset_rss_peak: bool = True) -> None:
+    def __init__(self, *, reset_rss_peak: bool = True, device: int | None = None) -> None:
         self._reset_rss_peak = reset_rss_peak
+        self._device = device
+        """The engine's CUDA ordinal: its memory is read, not the current device's."""
         self._windows: OpenWindows[_Window] = OpenWindows("memory")
 
     def begin_window(self, key: str) -> None:
@@ -168,7 +171,7 @@ class MemoryMeter:
         cuda = initialized_torch_cuda()
         if cuda is not None:
             self._fold_accelerator_peak(cuda)
-            cuda.reset_peak_memory_stats()
+            cuda.reset_peak_memory_stats(self._device)
             window.accelerator_reset = True
         self._windows.open(key, window)
 
@@ -196,7 +199,10 @@ class MemoryMeter:
         accelerator_mb: float | None = None
         cuda = initialized_torch_cuda()
         if cuda is not None:
-            peak_bytes = max(int(cuda.max_memory_allocated()), window.accelerator_peak_bytes)
+            cuda.synchronize(self._device)
+            peak_bytes = max(
+                int(cuda.max_memory_allocated(self._device)), window.accelerator_peak_bytes
+            )
             accelerator_mb = peak_bytes / _MIB
             if not window.accelerator_reset:
                 notes.append("CUDA was initialised during the window: its peak counts from then")
@@ -225,7 +231,7 @@ class MemoryMeter:
         open_windows = self._windows.states()
         if not open_windows:
             return
-        peak = int(cuda.max_memory_allocated())
+        peak = int(cuda.max_memory_allocated(self._device))
         for window in open_windows:
             window.accelerator_peak_bytes = max(window.accelerator_peak_bytes, peak)
 
@@ -233,4 +239,4 @@ class MemoryMeter:
         pass
 
     def __repr__(self) -> str:
-        return f"MemoryMeter(reset_rss_peak={self._reset_rss_peak!r})"
+        return f"MemoryMeter(reset_rss_peak={self._reset_rss_peak!r}, device={self._device!r})"

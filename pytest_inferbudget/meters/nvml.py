@@ -1,36 +1,41 @@
-"""NVML energy meter for NVIDIA GPUs.
+"""NVML energy meter for NVIDIA GPUs: the engine's GPUs, windows the counter resolves.
 
 Energy over a window is the difference of NVML's total-energy counter
 (``nvmlDeviceGetTotalEnergyConsumption``, millijoules since the driver loaded, Volta and
 newer), as vLLM's and Zeus's meters read it. Where a GPU has no such counter, a
-background thread samples ``nvmlDeviceGetPowerUsage`` (milliwatts) about every 10 ms
-and the window's energy is the trapezoid-rule integral of those samples.
+background thread samples the power draw (:mod:`.nvml_sampler`) and integrates it.
 
-The counter only moves every so often (about every 20-100 ms, ``counter_update_period_s``),
-so a short window may see it stand still. Such a window is never read as 0 J: its
-energy falls back to power x time (the mean of the power readings at its two ends
-times its length), labelled ``power_integration`` with a note.
+**Which GPUs.** :meth:`NvmlMeter.use_engine` narrows the meter to the GPUs the engine
+runs on (its CUDA ordinals or UUIDs, mapped to NVML's GPUs by :mod:`.gpus`); until then it
+meters every GPU ``CUDA_VISIBLE_DEVICES`` leaves visible. A GPU in MIG mode is refused.
 
-Idle power is measured once, when the meter opens (``idle_sample_s`` of power
-samples), and each window reports ``idle_energy_j = idle power x window`` and
-``net_energy_j = gross - idle``. NVML measures the whole board: if another process
-used the GPU during the window (``nvmlDeviceGetComputeRunningProcesses`` lists a
-PID that is neither this process nor one of its descendants), ``shared`` is True.
+**Resolution.** The counter moves only every so often (20-100 ms, depending on the
+board). When the meter opens it measures that update period on the device (or takes
+``counter_update_period_s``), and every window carries ``error_j``, a bound on what the
+counter's steps can hide: one update period at the highest power read at the window's
+ends. A window that saw the counter stand still is never read as 0 J: it falls back to
+power x time, labelled ``power_integration``, with the whole figure as its bound.
 
-Every pynvml call lives in :mod:`~pytest_inferbudget.meters.nvml_device`; the meter only
-sees its small :class:`NvmlDevice` protocol, which is where tests put a recorded stand-in.
+**Idle power** must be read before the model loads (after, the board idles warmer and
+the engine's buffers hold it up): the plugin reads it before it builds the engine
+(:func:`idle_power_by_uuid`) and hands it to :meth:`NvmlMeter.use_engine`. Power is read
+from NVML's instant field where the board has one (the default reading is a one-second
+average on A100, H100, H200, L4). Without an idle figure, net energy is unmeasured.
 
-Longer than 500 lines because the two ways of reading a window (counter differences with
-their stall fallback, and the power sampler thread for boards without a counter) share
-the window's bookkeeping, idle power and sharing check.
+**Sharing.** NVML measures the whole board: another process with a context on the GPU
+during the window makes ``shared`` True. When NVML's process list cannot be trusted
+(it lists none of this process tree although the engine uses the GPU: another PID
+namespace, or no permission), ``shared`` is None (unknown), never a guess.
+
+Every pynvml call lives in :mod:`~pytest_inferbudget.meters.nvml_device`; tests put a
+recorded stand-in behind its :class:`NvmlDevice` protocol.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, final
 
@@ -43,110 +48,43 @@ from pytest_inferbudget.meters.base import (
     synchronize_accelerator,
     window_seconds,
 )
-from pytest_inferbudget.vocabulary import EnergyMethod
-
-__all__ = ["NvmlDevice", "NvmlMeter", "select_visible", "translate_nvml_error"]
-
+from pytest_inferbudget.meters.gpus import engine_gpus, normalize_uuid, visible_gpus
 from pytest_inferbudget.meters.nvml_device import (
     NvmlDevice,
     PynvmlDevice,
+    gpu_of,
     import_pynvml,
     select_visible,
     translate_nvml_error,
 )
+from pytest_inferbudget.meters.nvml_math import (
+    ASSUMED_UPDATE_PERIOD_S,
+    counter_energy_j,
+    counter_error_j,
+    either_shared,
+    update_period_s,
+)
+from pytest_inferbudget.meters.nvml_sampler import (
+    PowerSampler,
+    idle_power_by_uuid,
+    power_now,
+    sample_power,
+    trapezoid_j,
+)
 from pytest_inferbudget.meters.procfs import descendant_pids
+from pytest_inferbudget.vocabulary import EnergyMethod
 
-
-def trapezoid_j(times_ns: Sequence[int], watts: Sequence[float]) -> float:
-    """Energy in joules of power samples (watts at nanosecond times), trapezoid rule."""
-    if len(times_ns) != len(watts):
-        raise MeterError(f"{len(times_ns)} sample times for {len(watts)} power samples")
-    return sum(
-        (watts[i - 1] + watts[i]) / 2.0 * (times_ns[i] - times_ns[i - 1]) / 1e9
-        for i in range(1, len(times_ns))
-    )
-
-
-_Sample = tuple[int, tuple[float, ...]]
-"""(perf_counter_ns, watts of each device)."""
-
-
-@final
-class _PowerSampler:
-    """Samples every device's power every ``interval_s`` while a window is open.
-
-    Each window also gets a sample read at its very start and end, so even a window
-    shorter than the interval has two points to integrate.
-    """
-
-    def __init__(self, devices: tuple[NvmlDevice, ...], interval_s: float) -> None:
-        self._devices = devices
-        self._interval_s = interval_s
-        self._lock = threading.Lock()
-        self._samples: list[_Sample] = []
-        self._open_starts: list[int] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._error = ""
-
-    def _read(self) -> _Sample:
-        t_ns = now_ns()
-        return t_ns, tuple(d.power_mw() / 1000.0 for d in self._devices)
-
-    def begin(self) -> int:
-        sample = self._read()
-        with self._lock:
-            self._samples.append(sample)
-            self._open_starts.append(sample[0])
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._run, name="inferbudget-nvml-power", daemon=True
-            )
-            self._thread.start()
-        return sample[0]
-
-    def end(self, start_ns: int) -> tuple[int, list[_Sample], str]:
-        try:
-            sample = self._read()
-        except MeterError:
-            with self._lock:
-                self._forget(start_ns)
-            raise
-        with self._lock:
-            self._samples.append(sample)
-            window = sorted(s for s in self._samples if start_ns <= s[0] <= sample[0])
-            self._forget(start_ns)
-            error, self._error = self._error, ""
-        return sample[0], window, error
-
-    def _forget(self, start_ns: int) -> None:
-        self._open_starts.remove(start_ns)
-        if self._open_starts:
-            oldest = min(self._open_starts)
-            self._samples = [s for s in self._samples if s[0] >= oldest]
-        else:
-            self._samples.clear()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            with self._lock:
-                if not self._open_starts:
-                    continue
-            try:
-                sample = self._read()
-            except MeterError as exc:
-                with self._lock:
-                    self._error = f"the power sampling thread failed ({exc})"
-                continue
-            with self._lock:
-                if self._open_starts:
-                    self._samples.append(sample)
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+__all__ = [
+    "NvmlDevice",
+    "NvmlMeter",
+    "counter_energy_j",
+    "counter_error_j",
+    "idle_power_by_uuid",
+    "select_visible",
+    "translate_nvml_error",
+    "trapezoid_j",
+    "update_period_s",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,12 +109,11 @@ class NvmlMeter:
     """Energy of NVIDIA GPUs through NVML; see the module docstring for the method.
 
     ``devices`` replaces the GPUs NVML would open (tests pass recorded devices);
-    ``counter_update_period_s`` is how often the energy counter moves;
-    ``power_sample_interval_s`` the power-sampling period where there is no counter;
-    ``idle_sample_s`` how long idle power is sampled when the meter opens (0: not at
-    all, so no idle or net figures), unless ``idle_power_w`` gives it, one per device.
-    NVML is opened by :meth:`available` (or the first window) and released by
-    :meth:`close`.
+    ``counter_update_period_s`` is how often the energy counter moves (None: measured
+    on the device when the meter opens); ``power_sample_interval_s`` the power-sampling
+    period where there is no counter; ``idle_power_w`` the idle power of each device, or
+    ``idle_sample_s`` of sampling when the meter opens (0, the default: not at all, since
+    a meter opens after the model loaded; :meth:`use_engine` takes figures read before).
     """
 
     name = "nvml"
@@ -185,25 +122,39 @@ class NvmlMeter:
         self,
         *,
         devices: Sequence[NvmlDevice] | None = None,
-        counter_update_period_s: float = 0.1,
+        counter_update_period_s: float | None = None,
         power_sample_interval_s: float = 0.01,
-        idle_sample_s: float = 0.5,
+        idle_sample_s: float = 0.0,
         idle_power_w: Sequence[float] | None = None,
+        period_probe_s: float = 0.5,
     ) -> None:
         self._given = tuple(devices) if devices is not None else None
-        self._counter_update_period_s = _positive(
-            "counter_update_period_s", counter_update_period_s
+        self._period_s = (
+            None
+            if counter_update_period_s is None
+            else _positive("counter_update_period_s", counter_update_period_s)
         )
+        self._period_probe_s = _positive("period_probe_s", period_probe_s, zero_ok=True)
         self._power_sample_interval_s = _positive(
             "power_sample_interval_s", power_sample_interval_s
         )
         self._idle_sample_s = _positive("idle_sample_s", idle_sample_s, zero_ok=True)
         self._idle_power_w = None if idle_power_w is None else tuple(map(float, idle_power_w))
-        self._idle_note = ""
+        self._idle_note = (
+            ""
+            if idle_power_w is not None
+            else (
+                "idle power unknown (not read before the model loaded), so net energy is unmeasured"
+            )
+        )
+        self._period_note = ""
+        self._all: tuple[NvmlDevice, ...] = ()
         self._devices: tuple[NvmlDevice, ...] = ()
+        self._cuda_devices: tuple[int, ...] = ()
+        self._engine_in_tree = False
         self._nvml: Any = None
         self._use_counter = True
-        self._sampler: _PowerSampler | None = None
+        self._sampler: PowerSampler | None = None
         self._probe: tuple[bool, str] | None = None
         self._windows: OpenWindows[_Start] = OpenWindows("nvml")
         self._closed = False
@@ -216,8 +167,13 @@ class NvmlMeter:
 
     @property
     def idle_power_w(self) -> tuple[float, ...] | None:
-        """Idle power of each device in watts, as measured (or given) at open."""
+        """Idle power of each metered device in watts, as given or measured."""
         return self._idle_power_w
+
+    @property
+    def counter_update_period_s(self) -> float | None:
+        """The counter's update period, as measured on the device (or given)."""
+        return self._period_s
 
     @property
     def method(self) -> EnergyMethod:
@@ -243,20 +199,37 @@ class NvmlMeter:
             if self._idle_power_w is not None
             else "idle power not measured"
         )
-        via = "energy counter" if self._use_counter else "power sampling"
+        if self._use_counter:
+            via = f"energy counter (updates every {self._period_s or 0:.3g} s)"
+        else:
+            via = "power sampling"
         return f"NVML {via} on {', '.join(self.devices)}; {idle}"
 
     def _open(self) -> None:
         if self._given is None:
             self._nvml = import_pynvml()
-            devices: Sequence[NvmlDevice] = PynvmlDevice.open_visible(
-                self._nvml, os.environ.get("CUDA_VISIBLE_DEVICES")
+            self._all = tuple(PynvmlDevice.open_all(self._nvml))
+            inventory = [gpu_of(i, d) for i, d in enumerate(self._all)]
+            chosen = visible_gpus(
+                inventory,
+                os.environ.get("CUDA_VISIBLE_DEVICES"),
+                os.environ.get("CUDA_DEVICE_ORDER"),
             )
+            devices: Sequence[NvmlDevice] = [self._all[g.nvml_index] for g in chosen]
         else:
+            self._all = self._given
             devices = self._given
         if not devices:
             raise MeterUnavailableError("NVML sees no GPU, or CUDA_VISIBLE_DEVICES hides them all")
-        self._devices = tuple(devices)
+        self._select(tuple(devices))
+
+    def _select(self, devices: tuple[NvmlDevice, ...]) -> None:
+        """Meter ``devices``: counter or power sampling, the counter's period, idle power."""
+        if self._sampler is not None:
+            self._sampler.close()
+            self._sampler = None
+        self._devices = devices
+        self._use_counter = True
         try:
             for device in self._devices:
                 device.total_energy_mj()
@@ -271,7 +244,9 @@ class NvmlMeter:
                         f"{device.name()} reports neither a total-energy counter nor its "
                         f"power draw ({exc}), so NVML cannot meter it"
                     ) from exc
-            self._sampler = _PowerSampler(self._devices, self._power_sample_interval_s)
+            self._sampler = PowerSampler(self._devices, self._power_sample_interval_s)
+        elif self._period_s is None:
+            self._period_s = self._measure_update_period(self._devices[0])
         if self._idle_power_w is not None:
             if len(self._idle_power_w) != len(self._devices):
                 raise MeterError(
@@ -279,25 +254,70 @@ class NvmlMeter:
                     f"{len(self._devices)} devices"
                 )
         elif self._idle_sample_s > 0:
-            self._idle_power_w = self._measure_idle()
+            self._idle_power_w, self._idle_note = sample_power(
+                self._devices, self._idle_sample_s, self._power_sample_interval_s
+            )
 
-    def _measure_idle(self) -> tuple[float, ...] | None:
-        """Mean power of each device over ``idle_sample_s``, sampled while nothing runs."""
-        totals = [0.0] * len(self._devices)
-        count = 0
-        deadline = now_ns() + int(self._idle_sample_s * 1e9)
-        try:
-            while True:
-                for i, device in enumerate(self._devices):
-                    totals[i] += device.power_mw() / 1000.0
-                count += 1
-                if now_ns() >= deadline:
-                    break
-                time.sleep(self._power_sample_interval_s)
-        except MeterNotSupportedError as exc:
-            self._idle_note = f"idle power unknown: power readings are not supported ({exc})"
-            return None
-        return tuple(total / count for total in totals)
+    def _measure_update_period(self, device: NvmlDevice) -> float:
+        """Poll the counter about every millisecond until it changed a few times."""
+        times: list[int] = []
+        values: list[int] = []
+        deadline = now_ns() + int(self._period_probe_s * 1e9)
+        while True:
+            times.append(now_ns())
+            values.append(device.total_energy_mj())
+            changes = sum(values[i] != values[i - 1] for i in range(1, len(values)))
+            if changes >= 7 or times[-1] >= deadline:
+                break
+            time.sleep(0.001)
+        period = update_period_s(times, values)
+        if period is None:
+            self._period_note = (
+                f"the counter's update period could not be measured in "
+                f"{self._period_probe_s:g} s; about {ASSUMED_UPDATE_PERIOD_S:g} s assumed"
+            )
+            return ASSUMED_UPDATE_PERIOD_S
+        return period
+
+    def use_engine(
+        self,
+        cuda_devices: Sequence[int] = (),
+        uuids: Sequence[str] = (),
+        *,
+        idle_by_uuid: Mapping[str, float] | None = None,
+        idle_note: str = "",
+    ) -> None:
+        """Meter only the engine's GPUs: its CUDA ordinals (as this process's environment
+        numbers them) or their UUIDs, which win. ``idle_by_uuid`` is idle power read
+        before the model loaded (:func:`idle_power_by_uuid`). Raises
+        :class:`MeterUnavailableError` for a MIG GPU or a GPU NVML does not list."""
+        ok, reason = self.available()
+        if not ok:
+            raise MeterUnavailableError(f"the NVML meter cannot measure: {reason}")
+        if not cuda_devices and not uuids:
+            raise MeterUnavailableError(
+                "the engine runs on no CUDA device, so NVML has nothing of it to meter"
+            )
+        inventory = [gpu_of(i, d) for i, d in enumerate(self._all)]
+        chosen = engine_gpus(
+            inventory,
+            cuda_devices,
+            uuids,
+            visible=None if self._given is not None else os.environ.get("CUDA_VISIBLE_DEVICES"),
+            device_order=os.environ.get("CUDA_DEVICE_ORDER"),
+        )
+        self._cuda_devices = tuple(cuda_devices)
+        self._engine_in_tree = True
+        if idle_by_uuid is not None:
+            figures = [idle_by_uuid.get(normalize_uuid(g.uuid)) for g in chosen]
+            if all(f is not None for f in figures):
+                self._idle_power_w = tuple(float(f) for f in figures if f is not None)
+                self._idle_note = idle_note
+            else:
+                self._idle_power_w = None
+                self._idle_note = "idle power unknown for the engine's GPU, so net is unmeasured"
+        self._select(tuple(self._all[g.nvml_index] for g in chosen))
+        self._probe = (True, self._describe())
 
     def _require_open(self) -> None:
         if self._closed:
@@ -311,7 +331,7 @@ class NvmlMeter:
     def begin_window(self, key: str) -> None:
         self._require_open()
         self._windows.check_absent(key)
-        synchronize_accelerator()
+        synchronize_accelerator(self._cuda_devices)
         shared, shared_note = self._foreign_processes()
         if self._sampler is not None:
             start = _Start(self._sampler.begin(), None, (), shared, shared_note)
@@ -323,9 +343,10 @@ class NvmlMeter:
 
     def end_window(self, key: str) -> EnergyMeasurement:
         start = self._windows.close(key)
-        synchronize_accelerator()
+        synchronize_accelerator(self._cuda_devices)
         notes: list[str] = []
         gross_j: float | None
+        error_j: float | None = None
         if self._sampler is not None:
             end_ns, samples, error = self._sampler.end(start.t_ns)
             window_s = window_seconds(start.t_ns, end_ns)
@@ -345,20 +366,21 @@ class NvmlMeter:
             if start.energy_mj is None:
                 raise MeterError("internal: a counter window began without counter readings")
             energy = tuple(d.total_energy_mj() for d in self._devices)
+            end_powers = self._powers()
             end_ns = now_ns()
             window_s = window_seconds(start.t_ns, end_ns)
+            period = self._period_s or ASSUMED_UPDATE_PERIOD_S
             gross_j, method, counter_notes = counter_energy_j(
-                self.devices,
-                start.energy_mj,
-                energy,
-                start.power_mw,
-                self._powers(),
-                window_s,
-                self._counter_update_period_s,
+                self.devices, start.energy_mj, energy, start.power_mw, end_powers, window_s, period
             )
             notes.extend(counter_notes)
+            if gross_j is not None:
+                stalled = [e1 == e0 for e0, e1 in zip(start.energy_mj, energy, strict=True)]
+                error_j = counter_error_j(start.power_mw, end_powers, window_s, period, stalled)
+            if self._period_note:
+                notes.append(self._period_note)
         shared_end, shared_end_note = self._foreign_processes()
-        shared = _either_shared(start.shared, shared_end)
+        shared = either_shared(start.shared, shared_end)
         notes.extend(n for n in dict.fromkeys((start.shared_note, shared_end_note)) if n)
         if gross_j is None:
             return EnergyMeasurement.unmeasured(window_s, "; ".join(notes), devices=self.devices)
@@ -370,8 +392,10 @@ class NvmlMeter:
             if net_j < 0:
                 notes.append(
                     "net energy is negative: the window drew less than the idle power "
-                    "measured at start, so treat net figures as unreliable here"
+                    "measured before the model loaded, so treat net figures as unreliable here"
                 )
+            if self._idle_note:
+                notes.append(self._idle_note)
         elif self._idle_note:
             notes.append(self._idle_note)
         return EnergyMeasurement(
@@ -383,20 +407,22 @@ class NvmlMeter:
             devices=self.devices,
             shared=shared,
             note="; ".join(notes),
+            error_j=error_j,
         )
 
     def _powers(self) -> tuple[int | None, ...]:
-        """Power of each device in mW, None where NVML does not report it."""
+        """Power of each device in mW (instant where it can), None where not reported."""
         powers: list[int | None] = []
         for device in self._devices:
             try:
-                powers.append(device.power_mw())
+                powers.append(power_now(device)[0])
             except MeterNotSupportedError:
                 powers.append(None)
         return tuple(powers)
 
     def _foreign_processes(self) -> tuple[bool | None, str]:
-        """Whether a process other than this one (or its children) holds a GPU context."""
+        """Whether a process outside this process tree holds a context on a metered GPU;
+        None when NVML's list cannot be trusted to show them."""
         pids: set[int] = set()
         try:
             for device in self._devices:
@@ -404,15 +430,21 @@ class NvmlMeter:
         except MeterError as exc:
             return None, f"could not list the GPU's processes ({exc}), so sharing is unknown"
         me = os.getpid()
-        others = pids - {me}
-        if others:
-            others -= descendant_pids(me)
+        ours = {me} | (descendant_pids(me) if pids - {me} else set())
+        others = pids - ours
+        engine_here = self._engine_in_tree or initialized_torch_cuda() is not None
+        if engine_here and not pids & ours:
+            return None, (
+                "NVML lists no process of this test run on the GPU although the engine uses "
+                "it: its PIDs come from another PID namespace (a container?) or are hidden, "
+                "so sharing is unknown"
+            )
         if not others:
             return False, ""
-        if me not in pids and initialized_torch_cuda() is not None:
+        if os.path.isdir("/proc/self") and any(not os.path.exists(f"/proc/{p}") for p in others):
             return None, (
-                "NVML lists GPU processes but not this one, although it uses CUDA: the "
-                "PIDs come from another PID namespace (a container?), so sharing is unknown"
+                "NVML lists PIDs that do not exist here (another PID namespace), so whether "
+                "other processes share the GPU is unknown"
             )
         shown = ", ".join(str(p) for p in sorted(others)[:5])
         return True, (
@@ -438,68 +470,3 @@ class NvmlMeter:
 
     def __repr__(self) -> str:
         return f"NvmlMeter(devices={self.devices!r}, method={self.method!r})"
-
-
-def _either_shared(first: bool | None, second: bool | None) -> bool | None:
-    if first is True or second is True:
-        return True
-    if first is None or second is None:
-        return None
-    return False
-
-
-def counter_energy_j(
-    devices: Sequence[str],
-    begin_mj: Sequence[int],
-    end_mj: Sequence[int],
-    begin_power_mw: Sequence[int | None],
-    end_power_mw: Sequence[int | None],
-    window_s: float,
-    update_period_s: float,
-) -> tuple[float | None, EnergyMethod, list[str]]:
-    """Gross energy of a window from counter readings: ``(joules, method, notes)``.
-
-    Each device's energy is its counter difference. A counter that did not move is
-    not read as 0 J: that device's energy is the mean of its power readings at the two
-    ends times the window, and the method becomes ``power_integration``. A counter that
-    went backwards (the driver reloaded) leaves the window unmeasured (``None``).
-    """
-    total_j = 0.0
-    fell_back: list[str] = []
-    notes: list[str] = []
-    for i, device in enumerate(devices):
-        delta_mj = end_mj[i] - begin_mj[i]
-        if delta_mj > 0:
-            total_j += delta_mj / 1000.0
-            continue
-        if delta_mj < 0:
-            notes.append(
-                f"the energy counter of {device} went backwards (driver reloaded?): "
-                "the window is unmeasured"
-            )
-            return None, EnergyMethod.UNMEASURED, notes
-        p0, p1 = begin_power_mw[i], end_power_mw[i]
-        if p0 is None or p1 is None:
-            notes.append(
-                f"the energy counter of {device} did not move in the {window_s:.3f} s window "
-                f"(it updates about every {update_period_s:g} s) and the GPU reports no "
-                "power to fall back on: the window is unmeasured, not 0 J"
-            )
-            return None, EnergyMethod.UNMEASURED, notes
-        total_j += (p0 + p1) / 2.0 / 1000.0 * window_s
-        fell_back.append(device)
-    if fell_back:
-        notes.append(
-            f"the energy counter did not move in the {window_s:.3f} s window (it updates "
-            f"about every {update_period_s:g} s), so energy is power x time from the power "
-            f"readings at the window's ends on {', '.join(fell_back)}; batch requests into "
-            "windows of a second or more for counter readings"
-        )
-        return total_j, EnergyMethod.POWER_INTEGRATION, notes
-    if window_s < update_period_s:
-        notes.append(
-            f"window of {window_s:.3f} s is shorter than the counter's update period "
-            f"(about {update_period_s:g} s): the counter difference may be off by up to "
-            "one update"
-        )
-    return total_j, EnergyMethod.COUNTER, notes

@@ -16,8 +16,18 @@ from collections.abc import Sequence
 from typing import Any, Final, Protocol, final
 
 from pytest_inferbudget.errors import MeterError, MeterNotSupportedError, MeterUnavailableError
+from pytest_inferbudget.meters.gpus import NvmlGpu
 
-__all__ = ["NvmlDevice", "PynvmlDevice", "import_pynvml", "select_visible", "translate_nvml_error"]
+__all__ = [
+    "NVML_FI_DEV_POWER_INSTANT",
+    "NvmlDevice",
+    "PynvmlDevice",
+    "driver_version",
+    "gpu_of",
+    "import_pynvml",
+    "select_visible",
+    "translate_nvml_error",
+]
 
 # NVML return codes, from nvml.h (stable across driver versions).
 NVML_ERROR_UNINITIALIZED: Final = 1
@@ -28,6 +38,10 @@ NVML_ERROR_LIBRARY_NOT_FOUND: Final = 12
 NVML_ERROR_FUNCTION_NOT_FOUND: Final = 13
 NVML_ERROR_GPU_IS_LOST: Final = 15
 NVML_ERROR_LIB_RM_VERSION_MISMATCH: Final = 18
+NVML_FI_DEV_POWER_INSTANT: Final = 186
+"""nvmlFieldValues id of the instant power draw (mW); ``nvmlDeviceGetPowerUsage`` is a
+one-second average on Ampere (GA100) and later boards such as the A100, H100, H200, L4."""
+NVML_DEVICE_MIG_ENABLE: Final = 1
 
 _UNAVAILABLE_HINTS: Final = {
     NVML_ERROR_LIBRARY_NOT_FOUND: (
@@ -56,7 +70,7 @@ _OTHER_HINTS: Final = {
 
 
 class NvmlDevice(Protocol):
-    """The four NVML readings the meter needs from one GPU.
+    """The NVML readings the meter needs from one GPU.
 
     :class:`PynvmlDevice` implements it over pynvml; tests implement it with a recorded
     counter sequence. Errors are raised as :class:`MeterError` subclasses, with
@@ -78,6 +92,30 @@ class NvmlDevice(Protocol):
     def process_pids(self) -> tuple[int, ...]:
         """PIDs of the compute processes that hold a context on the GPU."""
         ...
+
+    def instant_power_mw(self) -> int:
+        """The board's power draw now, milliwatts (not the one-second average)."""
+        ...
+
+    def uuid(self) -> str:
+        """``GPU-xxxxxxxx-...``: how CUDA ordinals are matched to NVML's GPUs."""
+        ...
+
+    def pci_bus_id(self) -> str:
+        """``00000000:1B:00.0``: CUDA's ``PCI_BUS_ID`` order sorts by it."""
+        ...
+
+    def mig_enabled(self) -> bool:
+        """Whether the GPU is in MIG mode (its counter then covers every instance)."""
+        ...
+
+
+def gpu_of(index: int, device: NvmlDevice) -> NvmlGpu:
+    """The identity of ``device`` (NVML index ``index``) for :mod:`.gpus`; the model name
+    is the label without its ``nvml:N`` prefix."""
+    label = device.name()
+    model = label.partition(" ")[2] if label.startswith("nvml:") else label
+    return NvmlGpu(index, device.uuid(), device.pci_bus_id(), model or label, device.mig_enabled())
 
 
 def translate_nvml_error(exc: BaseException, function: str) -> MeterError:
@@ -174,24 +212,23 @@ class PynvmlDevice:
         self._label = label
 
     @classmethod
-    def open_visible(cls, nvml: Any, visible: str | None) -> list[PynvmlDevice]:
-        """Initialise NVML and open the GPUs ``CUDA_VISIBLE_DEVICES`` leaves visible."""
+    def open_all(cls, nvml: Any) -> list[PynvmlDevice]:
+        """Initialise NVML and open every GPU it lists, in NVML's order."""
         _call(nvml, "nvmlInit")
         try:
             count = int(_call(nvml, "nvmlDeviceGetCount"))
-            handles = [_call(nvml, "nvmlDeviceGetHandleByIndex", i) for i in range(count)]
-            uuids = [_text(_call(nvml, "nvmlDeviceGetUUID", h)) for h in handles]
-            return [
-                cls(
-                    nvml,
-                    handles[i],
-                    f"nvml:{i} {_text(_call(nvml, 'nvmlDeviceGetName', handles[i]))}",
-                )
-                for i in select_visible(uuids, visible)
-            ]
+            devices = []
+            for i in range(count):
+                handle = _call(nvml, "nvmlDeviceGetHandleByIndex", i)
+                name = _text(_call(nvml, "nvmlDeviceGetName", handle))
+                devices.append(cls(nvml, handle, f"nvml:{i} {name}"))
+            return devices
         except BaseException:
             cls.shutdown(nvml)
             raise
+
+    def driver_version(self) -> str:
+        return _text(_call(self._nvml, "nvmlSystemGetDriverVersion"))
 
     @staticmethod
     def shutdown(nvml: Any) -> None:
@@ -210,3 +247,52 @@ class PynvmlDevice:
     def process_pids(self) -> tuple[int, ...]:
         processes = _call(self._nvml, "nvmlDeviceGetComputeRunningProcesses", self._handle)
         return tuple(int(p.pid) for p in processes)
+
+    def instant_power_mw(self) -> int:
+        values = _call(
+            self._nvml, "nvmlDeviceGetFieldValues", self._handle, [NVML_FI_DEV_POWER_INSTANT]
+        )
+        value = values[0]
+        code = int(getattr(value, "nvmlReturn", 0))
+        if code != 0:
+            raise translate_nvml_error(
+                _StatusError(code), "nvmlDeviceGetFieldValues(NVML_FI_DEV_POWER_INSTANT)"
+            )
+        return int(value.value.uiVal)
+
+    def uuid(self) -> str:
+        return _text(_call(self._nvml, "nvmlDeviceGetUUID", self._handle))
+
+    def pci_bus_id(self) -> str:
+        info = _call(self._nvml, "nvmlDeviceGetPciInfo", self._handle)
+        return _text(getattr(info, "busId", "") or getattr(info, "busIdLegacy", ""))
+
+    def mig_enabled(self) -> bool:
+        try:
+            current, _pending = _call(self._nvml, "nvmlDeviceGetMigMode", self._handle)
+        except MeterNotSupportedError:
+            return False  # a GPU without MIG support
+        return int(current) == NVML_DEVICE_MIG_ENABLE
+
+
+class _StatusError(Exception):
+    """A per-field NVML status, shaped like pynvml's NVMLError for the translation."""
+
+    def __init__(self, value: int) -> None:
+        super().__init__(f"NVML status {value}")
+        self.value = value
+
+
+def driver_version() -> str | None:
+    """The NVIDIA driver's version through NVML (a run-key field); None without NVML."""
+    try:
+        nvml = import_pynvml()
+        devices = PynvmlDevice.open_all(nvml)
+    except MeterError:
+        return None
+    try:
+        return devices[0].driver_version() if devices else None
+    except MeterError:
+        return None
+    finally:
+        PynvmlDevice.shutdown(nvml)

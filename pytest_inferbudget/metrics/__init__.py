@@ -31,6 +31,11 @@ from pytest_inferbudget.metrics.confidence import (
     quantile_ci,
     quantile_verdict,
 )
+from pytest_inferbudget.metrics.information import (
+    bits_per_byte,
+    code_length_bits,
+    information_capacity,
+)
 from pytest_inferbudget.metrics.significance import (
     bootstrap_log_ratio,
     holm,
@@ -43,14 +48,17 @@ from pytest_inferbudget.metrics.stats import STATISTICS, quantile, summarize
 __all__ = [
     "STATISTICS",
     "accuracy_per_token",
+    "bits_per_byte",
     "bootstrap_ci",
     "bootstrap_log_ratio",
+    "code_length_bits",
     "cost_of_pass",
     "e3",
     "eff_at_k",
     "eff_at_k_problems",
     "efficiency_score",
     "holm",
+    "information_capacity",
     "maj_at_k",
     "mann_whitney_u",
     "mean_confidence_sequence",

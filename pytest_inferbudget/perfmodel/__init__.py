@@ -40,6 +40,7 @@ from pytest_inferbudget.perfmodel.flops import (
     ModelShape,
     PhaseCost,
     RequestCost,
+    mean_token_flops,
     request_cost,
 )
 from pytest_inferbudget.perfmodel.profile import (
@@ -52,7 +53,13 @@ from pytest_inferbudget.perfmodel.profile import (
     TimingSample,
     predict_ms,
 )
-from pytest_inferbudget.perfmodel.roofline import PhaseBound, roofline, roofline_ms
+from pytest_inferbudget.perfmodel.roofline import (
+    PhaseBound,
+    eflops,
+    hardware_intensity,
+    roofline,
+    roofline_ms,
+)
 
 __all__ = [
     "ACCELERATORS",
@@ -83,7 +90,10 @@ __all__ = [
     "TimingSample",
     "build_profile",
     "calibrate",
+    "eflops",
     "fit_profile",
+    "hardware_intensity",
+    "mean_token_flops",
     "parse_accelerator",
     "predict_ms",
     "request_cost",

@@ -56,6 +56,7 @@ __all__ = [
     "ModelShape",
     "PhaseCost",
     "RequestCost",
+    "mean_token_flops",
     "request_cost",
 ]
 
@@ -334,3 +335,19 @@ def request_cost(
         ),
         dtype=shape.dtype,
     )
+
+
+def mean_token_flops(shape: ModelShape, context: int = 1024) -> float:
+    """Forward FLOPs per token averaged over generating ``context`` tokens from an empty
+    cache, as the Information Capacity authors count ``N`` (``flops.py``,
+    ``decode_total / gen_len``): each step's projections, MLP and output head, and
+    attention over ``0 .. context - 1`` cached keys (their step at cache length ``t``
+    costs ``4 L t d_attn``, one key less than :meth:`ModelShape.token_flops` counts, which
+    lets the token attend to itself)."""
+    if isinstance(context, bool) or not isinstance(context, int) or context < 1:
+        raise FlopsError(f"context must be an integer >= 1, got {context!r}")
+    layers = shape.num_hidden_layers
+    matmuls = (
+        2.0 * layers * shape.layer_matmul_parameters + 2.0 * shape.hidden_size * shape.vocab_size
+    )
+    return matmuls + 4.0 * layers * shape.d_attn * (context - 1) / 2

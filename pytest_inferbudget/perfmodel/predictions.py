@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,14 +26,15 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class Predictor:
-    """Annotates each response with its idealized and roofline times, where configured."""
+    """Annotates each response with its idealized and roofline times and its memory-aware
+    cost (eFLOPs), where configured."""
 
     profile: RuntimeProfile | None = None
     shape: ModelShape | None = None
     accelerator: Accelerator | CpuSpec | None = None
 
     def annotate(self, response: Response) -> Response:
-        idealized = bound_ms = None
+        idealized = bound_ms = memory_aware = None
         prompt_tokens = response.prompt_tokens
         output_tokens = response.max_completion_tokens
         if self.profile is not None:
@@ -41,17 +43,20 @@ class Predictor:
             idealized = predict_ms(self.profile, prompt_tokens, output_tokens)
         if self.shape is not None and self.accelerator is not None:
             from pytest_inferbudget.perfmodel.flops import request_cost
-            from pytest_inferbudget.perfmodel.roofline import roofline
+            from pytest_inferbudget.perfmodel.roofline import eflops, roofline
 
             cost = request_cost(
                 self.shape, prompt_tokens, output_tokens, batch_size=len(response.generations)
             )
             bound_ms = sum(phase.bound_ms for phase in roofline(cost, self.accelerator))
-        return dataclasses.replace(response, idealized_ms=idealized, roofline_ms=bound_ms)
+            memory_aware = eflops(cost, self.accelerator)
+        return dataclasses.replace(
+            response, idealized_ms=idealized, roofline_ms=bound_ms, eflops=memory_aware
+        )
 
 
 def build_predictor(
-    engine_info: dict[str, Any], profile_path: Path | None, accelerator: str | None
+    engine_info: Mapping[str, Any], profile_path: Path | None, accelerator: str | None
 ) -> Predictor:
     profile = shape = chosen = None
     if profile_path is not None:
@@ -60,15 +65,17 @@ def build_predictor(
         profile = RuntimeProfile.load(profile_path)
     if accelerator:
         from pytest_inferbudget.perfmodel.accelerators import parse_accelerator
-        from pytest_inferbudget.perfmodel.flops import ModelShape
 
         chosen = parse_accelerator(accelerator)
-        config = Path(str(engine_info.get("model", ""))) / "config.json"
-        if not config.is_file():
-            raise InferBudgetError(
-                f"the roofline needs the model's config.json, not found at {config}"
-            )
-        shape = ModelShape.from_config(
-            json.loads(config.read_text()), dtype=engine_info.get("dtype")
-        )
+        shape = model_shape(engine_info, "the roofline")
     return Predictor(profile, shape, chosen)
+
+
+def model_shape(engine_info: Mapping[str, Any], needed_by: str) -> ModelShape:
+    """The shape of the engine's model from its ``config.json`` (a local model folder)."""
+    from pytest_inferbudget.perfmodel.flops import ModelShape
+
+    config = Path(str(engine_info.get("model", ""))) / "config.json"
+    if not config.is_file():
+        raise InferBudgetError(f"{needed_by} needs the model's config.json, not found at {config}")
+    return ModelShape.from_config(json.loads(config.read_text()), dtype=engine_info.get("dtype"))

@@ -29,7 +29,7 @@ from pytest_inferbudget.errors import FlopsError
 from pytest_inferbudget.perfmodel.accelerators import Accelerator, CpuSpec
 from pytest_inferbudget.perfmodel.flops import PhaseCost, RequestCost
 
-__all__ = ["PhaseBound", "roofline", "roofline_ms"]
+__all__ = ["PhaseBound", "eflops", "hardware_intensity", "roofline", "roofline_ms"]
 
 _PRECISION_OF_DTYPE: Final[Mapping[str, str]] = {
     "float32": "fp32",
@@ -139,3 +139,26 @@ def _precision(dtype: str) -> str:
         raise FlopsError(
             f"no peak-precision for dtype {dtype!r}; pass precision= one of bf16, fp16, fp32"
         ) from None
+
+
+def hardware_intensity(accelerator: Accelerator | CpuSpec, precision: str) -> float:
+    """The device's ridge point: peak FLOP/s over memory bandwidth (FLOPs per byte)."""
+    return accelerator.flops_for(precision) / accelerator.bandwidth_bytes_s
+
+
+def eflops(
+    cost: RequestCost,
+    accelerator: Accelerator | CpuSpec,
+    *,
+    precision: str | None = None,
+) -> float:
+    """Kinetics' memory-aware cost: ``flops + bytes_moved * (peak / bandwidth)``.
+
+    A byte moved costs what the device could have computed in the time it takes to
+    move it, so a decode step that reads the whole KV cache is priced as the compute it
+    displaces; counting FLOPs alone undervalues long generations (Sadhukhan et al. 2025,
+    "Kinetics: Rethinking Test-Time Scaling Laws"). ``precision`` picks the peak as in
+    :func:`roofline`.
+    """
+    intensity = hardware_intensity(accelerator, precision or _precision(cost.dtype))
+    return cost.flops + cost.bytes_moved * intensity

@@ -11,13 +11,23 @@ from __future__ import annotations
 from pytest_inferbudget.records.codec import decode_float, encode_float
 from pytest_inferbudget.records.comparison import Comparison, MetricChange, TestComparison
 from pytest_inferbudget.records.engine import EngineInfo
+from pytest_inferbudget.records.information import TextLogprobs, TextMeasurement
+from pytest_inferbudget.records.load import (
+    CapacityProbe,
+    CapacitySearch,
+    LoadRequest,
+    LoadRun,
+    Saturation,
+)
 from pytest_inferbudget.records.machine import MachineLoad
 from pytest_inferbudget.records.requests import (
+    TOKEN_SOURCES,
     Generation,
     Prompt,
     Request,
     Response,
     Score,
+    TokenSource,
     Trace,
     tpot_ms,
 )
@@ -31,20 +41,29 @@ from pytest_inferbudget.records.results import (
 
 __all__ = [
     "SCHEMA_VERSION",
+    "TOKEN_SOURCES",
     "BudgetResult",
+    "CapacityProbe",
+    "CapacitySearch",
     "CommitInfo",
     "Comparison",
     "EngineInfo",
     "Generation",
+    "LoadRequest",
+    "LoadRun",
     "MachineLoad",
     "MetricChange",
     "Prompt",
     "Request",
     "Response",
     "RunRecord",
+    "Saturation",
     "Score",
     "TestComparison",
     "TestRecord",
+    "TextLogprobs",
+    "TextMeasurement",
+    "TokenSource",
     "Trace",
     "decode_float",
     "encode_float",

@@ -10,7 +10,7 @@ from typing import Any, Literal, final
 from pytest_inferbudget.records.codec import decode_float, encode_float
 from pytest_inferbudget.vocabulary import Change
 
-Method = Literal["mann-whitney", "exact", "point", "equal", "paired", "load-aware"]
+Method = Literal["mann-whitney", "exact", "point", "equal", "paired", "load-aware", "history"]
 
 
 @final
@@ -42,10 +42,14 @@ class MetricChange:
     """What judged it: Mann-Whitney U with Holm's correction, greedy token counts request
     by request (``exact``), the point change of a deterministic quantity too small a
     sample could never make significant (``point``), identical samples (``equal``), or a
-    paired comparison of per-problem accuracy (``paired``)."""
+    paired comparison (``paired``), a timing judged under different machine load
+    (``load-aware``), or one within the run-to-run variation of saved runs (``history``)."""
     gated: bool = False
     """Its threshold was named (--inferbudget-compare-fail or ``compare_fail=``): a
     regression fails the run, and so does an inconclusive change under strict."""
+    history_runs: int = 0
+    """On how many saved runs its run-to-run variation was estimated (``history``); 0
+    when it was judged without history."""
 
     @property
     def exact(self) -> bool:
@@ -71,6 +75,7 @@ class MetricChange:
             "detail": self.detail,
             "method": self.method,
             "gated": self.gated,
+            "history_runs": self.history_runs,
         }
 
     @classmethod
@@ -93,6 +98,7 @@ class MetricChange:
             detail=data["detail"],
             method=data.get("method", "exact" if data["p_value"] is None else "mann-whitney"),
             gated=bool(data.get("gated", False)),
+            history_runs=int(data.get("history_runs", 0)),
         )
 
 

@@ -16,7 +16,7 @@ from typing import Any, Final, final
 from pytest_inferbudget.errors import MeterError
 from pytest_inferbudget.vocabulary import EnergyMethod
 
-__all__ = ["METHODS", "EnergyMeasurement"]
+__all__ = ["MAX_RELATIVE_ERROR", "METHODS", "EnergyMeasurement"]
 
 METHODS: Final[tuple[str, ...]] = tuple(m.value for m in EnergyMethod)
 """The values of :class:`~pytest_inferbudget.vocabulary.EnergyMethod`, in order."""
@@ -31,7 +31,12 @@ _REQUIRED: Final = (
     "shared",
     "note",
 )
-"""The keys every serialized measurement has; ``share`` is written only when set."""
+"""The keys every serialized measurement has; ``share`` and ``error_j`` are written only
+when set, so records saved before they existed read back unchanged."""
+
+MAX_RELATIVE_ERROR: Final = 0.10
+"""Energy budgets take a figure only when its stated error bound is at most this share of
+it: per-request joules are reported with that bound or not at all."""
 
 
 @final
@@ -60,6 +65,9 @@ class EnergyMeasurement:
     shared: bool | None = None
     note: str = ""
     share: float | None = None
+    error_j: float | None = None
+    """Bound on the error of ``gross_energy_j`` from the meter's resolution (NVML's counter
+    moves in steps); None where the meter states none. Scaled with the energies."""
 
     def __post_init__(self) -> None:
         try:
@@ -112,7 +120,17 @@ class EnergyMeasurement:
             idle_energy_j=_scaled(self.idle_energy_j, share),
             net_energy_j=_scaled(self.net_energy_j, share),
             share=share if self.share is None else self.share * share,
+            error_j=_scaled(self.error_j, share),
         )
+
+    @property
+    def relative_error(self) -> float | None:
+        """``error_j / gross_energy_j``; None without a bound, inf for a bound on 0 J."""
+        if self.error_j is None or self.gross_energy_j is None:
+            return None
+        if self.gross_energy_j <= 0:
+            return float("inf") if self.error_j > 0 else 0.0
+        return self.error_j / self.gross_energy_j
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -125,6 +143,7 @@ class EnergyMeasurement:
             "shared": self.shared,
             "note": self.note,
             **({} if self.share is None else {"share": self.share}),
+            **({} if self.error_j is None else {"error_j": self.error_j}),
         }
 
     @classmethod
@@ -144,6 +163,7 @@ class EnergyMeasurement:
             shared=None if data["shared"] is None else bool(data["shared"]),
             note=str(data["note"]),
             share=_optional_number(data, "share") if "share" in data else None,
+            error_j=_optional_number(data, "error_j") if "error_j" in data else None,
         )
 
 

@@ -44,6 +44,25 @@ class EngineInfo(TypedDict, total=False):
     httpx: str
     server: str | dict[str, Any]
     """What ``GET /models`` said of the model, or why it could not be asked."""
+    capabilities: dict[str, Any]
+    """What the server was found to support on first use (usage in streams, ``n``...)."""
+    tokens: str
+    """Who counts tokens: the server's usage, or the tokenizer that estimates them."""
     # a replayed cassette
     cassette: str
     recorded_spec: str | None
+    # the GPUs an in-process engine runs on, and what the run key needs of them
+    cuda_devices: list[int]
+    """CUDA ordinals as this process numbers them (after ``CUDA_VISIBLE_DEVICES``)."""
+    gpu_uuids: list[str]
+    """Their UUIDs where the engine can tell: how the energy meter finds them in NVML."""
+    workers_per_gpu: int
+    """xdist workers sharing each of the engine's GPUs (1: a GPU of its own)."""
+    threads: int
+    """CPU threads a CPU engine computes with (contention on the cores)."""
+    torch: str
+    transformers: str
+    cuda: str
+    driver: str
+    server_gpu: str
+    """The GPU a remote server runs on, as the ``server_gpu`` spec option names it."""

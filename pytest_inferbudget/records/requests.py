@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 from pytest_inferbudget.errors import MeterError
-from pytest_inferbudget.records.energy import EnergyMeasurement
+from pytest_inferbudget.records.energy import MAX_RELATIVE_ERROR, EnergyMeasurement
 
 Prompt = str | tuple[dict[str, str], ...]
 """A chat prompt: one user message as a string, or a sequence of ``{"role", "content"}``."""
+
+TokenSource = Literal["token_ids", "stream_usage", "response_usage", "tokenizer"]
+"""Who counted a generation's tokens, most trusted first: the engine's own token ids (in
+process), the server's usage in its stream, the server's usage in a non-streamed answer,
+or the model's tokenizer applied to the text afterwards (an estimate, as ``vllm bench
+serve`` makes when a server reports no usage)."""
+TOKEN_SOURCES: tuple[TokenSource, ...] = get_args(TokenSource)
+ESTIMATED_TOKEN_SOURCES: frozenset[TokenSource] = frozenset({"tokenizer"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +132,19 @@ class Generation:
     tpot_ms: float | None = None
     mean_logprob: float | None = None
     """Mean log-probability of the completion's tokens under the model, when asked for."""
+    token_source: TokenSource = "token_ids"
+    """Who counted ``prompt_tokens`` and ``completion_tokens`` (:data:`TokenSource`)."""
+
+    def __post_init__(self) -> None:
+        if self.token_source not in TOKEN_SOURCES:
+            raise ValueError(
+                f"token_source must be one of {', '.join(TOKEN_SOURCES)}, got {self.token_source!r}"
+            )
+
+    @property
+    def tokens_estimated(self) -> bool:
+        """The token counts were estimated by re-tokenizing, not counted by the model."""
+        return self.token_source in ESTIMATED_TOKEN_SOURCES
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -135,10 +156,14 @@ class Generation:
             "ttft_ms": self.ttft_ms,
             "tpot_ms": self.tpot_ms,
             "mean_logprob": self.mean_logprob,
+            "token_source": self.token_source,
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Generation:
+    def from_dict(
+        cls, data: dict[str, Any], default_source: TokenSource = "token_ids"
+    ) -> Generation:
+        """``default_source`` is for runs saved before token sources were recorded."""
         return cls(
             text=data["text"],
             prompt_tokens=data["prompt_tokens"],
@@ -148,6 +173,7 @@ class Generation:
             ttft_ms=data["ttft_ms"],
             tpot_ms=data["tpot_ms"],
             mean_logprob=data.get("mean_logprob"),
+            token_source=data.get("token_source", default_source),
         )
 
 
@@ -175,10 +201,16 @@ class Response:
     meter ran."""
     peak_memory_mb: float | None = None
     """Peak resident memory of the process during the engine call that served it."""
+    peak_gpu_memory_mb: float | None = None
+    """Accelerator memory of the engine call that served it, MiB, as its engine measures
+    it: torch's peak allocation on the engine's device (transformers), the KV-cache blocks
+    this request held (vLLM). None on CPU engines and servers (docs/energy.md)."""
     idealized_ms: float | None = None
     """HELM's idealized runtime of this request from a calibrated profile."""
     roofline_ms: float | None = None
     """The hardware's lower bound on this request's time (FLOPs and bytes moved)."""
+    eflops: float | None = None
+    """Kinetics' memory-aware cost: FLOPs + bytes moved x the device's peak/bandwidth."""
     replayed: bool = False
     """Served from a cassette: its text and token counts are real, but nothing of it
     was timed or metered, so it never satisfies a time or energy budget."""
@@ -220,6 +252,10 @@ class Response:
         return self.generations[0].finish_reason
 
     @property
+    def tokens_estimated(self) -> bool:
+        return any(g.tokens_estimated for g in self.generations)
+
+    @property
     def e2e_ms(self) -> float | None:
         return _max_or_none(g.e2e_ms for g in self.generations)
 
@@ -240,8 +276,14 @@ class Response:
             "generations": [g.to_dict() for g in self.generations],
             "energy": None if self.energy is None else self.energy.to_dict(),
             "peak_memory_mb": self.peak_memory_mb,
+            **(
+                {}
+                if self.peak_gpu_memory_mb is None
+                else {"peak_gpu_memory_mb": self.peak_gpu_memory_mb}
+            ),
             "idealized_ms": self.idealized_ms,
             "roofline_ms": self.roofline_ms,
+            **({} if self.eflops is None else {"eflops": self.eflops}),
             "replayed": self.replayed,
             "cpu_ms": self.cpu_ms,
         }
@@ -250,15 +292,27 @@ class Response:
     def from_dict(cls, data: dict[str, Any]) -> Response:
         return cls(
             request=Request.from_dict(data["request"]),
-            generations=tuple(Generation.from_dict(g) for g in data["generations"]),
+            generations=tuple(
+                # before sources were recorded, the openai engine took only stream usage
+                Generation.from_dict(
+                    g, _OLD_SOURCES.get(data["engine"].partition(":")[0], "token_ids")
+                )
+                for g in data["generations"]
+            ),
             engine=data["engine"],
             energy=_energy_from_dict(data.get("energy")),
             peak_memory_mb=data.get("peak_memory_mb"),
+            peak_gpu_memory_mb=data.get("peak_gpu_memory_mb"),
             idealized_ms=data.get("idealized_ms"),
             roofline_ms=data.get("roofline_ms"),
+            eflops=data.get("eflops"),
             replayed=data.get("replayed", False),
             cpu_ms=data.get("cpu_ms"),
         )
+
+
+_OLD_SOURCES: dict[str, TokenSource] = {"openai": "stream_usage"}
+"""The token source of each engine's generations in runs saved before sources were kept."""
 
 
 def _energy_from_dict(data: dict[str, Any] | None) -> EnergyMeasurement | None:
@@ -332,8 +386,28 @@ class Trace:
         return _max_or_none(r.peak_memory_mb for r in self.responses)
 
     @property
+    def peak_gpu_memory_mb(self) -> float | None:
+        return _max_or_none(r.peak_gpu_memory_mb for r in self.responses)
+
+    def bounded_energy(self, kind: str = "gross") -> float | None:
+        """:meth:`energy` where its stated error bound is within
+        :data:`~pytest_inferbudget.records.energy.MAX_RELATIVE_ERROR` of it (or no meter
+        stated one), else None: a figure the meter could not resolve is not judged."""
+        total = self.energy(kind)
+        bounds = [r.energy.error_j for r in self.responses if r.energy is not None]
+        if total is None or all(b is None for b in bounds):
+            return total
+        error = math.fsum(b for b in bounds if b is not None)
+        # relative to the figure judged: a net figure is smaller, so its bound weighs more
+        return None if error > MAX_RELATIVE_ERROR * abs(total) else total
+
+    @property
     def idealized_ms(self) -> float | None:
         return _sum_or_none([r.idealized_ms for r in self.responses])
+
+    @property
+    def eflops(self) -> float | None:
+        return _sum_or_none([r.eflops for r in self.responses])
 
     @property
     def cpu_ms(self) -> float | None:
@@ -384,6 +458,8 @@ class Score:
     containment: str | None = None
     """For model-written code: how it was contained when run (``bwrap``, ``unshare``,
     ``none``: uncontained); None for a score that ran no code."""
+    eflops: float | None = None
+    """Memory-aware cost of the sample (``Response.eflops``), where predicted."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -394,13 +470,15 @@ class Score:
             "answer": self.answer,
             "efficiency": self.efficiency,
             "containment": self.containment,
+            **({} if self.eflops is None else {"eflops": self.eflops}),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Score:
         return cls(
-            **{key: data[key] for key in cls.__slots__ if key != "containment"},
+            **{key: data[key] for key in cls.__slots__ if key not in ("containment", "eflops")},
             containment=data.get("containment"),
+            eflops=data.get("eflops"),
         )
 
 

@@ -8,6 +8,8 @@ from typing import Any
 from pytest_inferbudget.records.codec import decode_float, encode_float
 from pytest_inferbudget.records.comparison import Comparison
 from pytest_inferbudget.records.engine import EngineInfo
+from pytest_inferbudget.records.information import TextMeasurement
+from pytest_inferbudget.records.load import CapacitySearch, LoadRun
 from pytest_inferbudget.records.machine import MachineLoad
 from pytest_inferbudget.records.requests import Response, Score, Trace
 from pytest_inferbudget.vocabulary import Direction, Verdict
@@ -89,6 +91,15 @@ class TestRecord:
     include the other workers' load."""
     machine: MachineLoad | None = None
     """How busy the machine was during the test's engine calls (None: not measured)."""
+    loads: list[LoadRun] = field(default_factory=list)
+    """Every ``load.run`` of the test (and every capacity-search probe), request by request."""
+    capacity: list[CapacitySearch] = field(default_factory=list)
+    """Every ``load.find_max_rate`` of the test."""
+    ab_traces: list[Trace] = field(default_factory=list)
+    """Under ``--inferbudget-ab``: the second engine's trace of each of ``traces`` (the
+    same requests, served in randomized alternation), in the same order."""
+    texts: list[TextMeasurement] = field(default_factory=list)
+    """Every ``infer.measure_text`` of the test (information capacity, bits per byte)."""
 
     @property
     def responses(self) -> list[Response]:
@@ -104,6 +115,10 @@ class TestRecord:
             "compare_fail": self.compare_fail,
             "contended": self.contended,
             "machine": None if self.machine is None else self.machine.to_dict(),
+            **({"loads": [run.to_dict() for run in self.loads]} if self.loads else {}),
+            **({"capacity": [c.to_dict() for c in self.capacity]} if self.capacity else {}),
+            **({"ab_traces": [t.to_dict() for t in self.ab_traces]} if self.ab_traces else {}),
+            **({"texts": [t.to_dict() for t in self.texts]} if self.texts else {}),
         }
 
     @classmethod
@@ -117,6 +132,10 @@ class TestRecord:
             compare_fail=data.get("compare_fail", {}),
             contended=data.get("contended", False),
             machine=MachineLoad.from_dict(data.get("machine")),
+            loads=[LoadRun.from_dict(run) for run in data.get("loads", [])],
+            capacity=[CapacitySearch.from_dict(c) for c in data.get("capacity", [])],
+            ab_traces=[Trace.from_dict(t) for t in data.get("ab_traces", [])],
+            texts=[TextMeasurement.from_dict(t) for t in data.get("texts", [])],
         )
 
 
@@ -162,6 +181,9 @@ class RunRecord:
     """The git commit tested; None outside a git work tree, or before the run finished."""
     comparison: Comparison | None = None
     """This run against its baseline, when it was compared."""
+    ab_comparison: Comparison | None = None
+    """Under ``--inferbudget-ab``: the second engine against the session's, test by test,
+    on the same requests served in alternation."""
 
     @property
     def machine(self) -> MachineLoad | None:
@@ -193,6 +215,8 @@ class RunRecord:
             data["commit"] = None if self.commit is None else self.commit.to_dict()
         if self.comparison is not None:
             data["comparison"] = self.comparison.to_dict()
+        if self.ab_comparison is not None:
+            data["ab_comparison"] = self.ab_comparison.to_dict()
         return data
 
     @classmethod
@@ -220,5 +244,8 @@ class RunRecord:
             commit=CommitInfo.from_dict(data["commit"]) if data.get("commit") else None,
             comparison=(
                 Comparison.from_dict(data["comparison"]) if data.get("comparison") else None
+            ),
+            ab_comparison=(
+                Comparison.from_dict(data["ab_comparison"]) if data.get("ab_comparison") else None
             ),
         )

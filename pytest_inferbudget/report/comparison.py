@@ -19,12 +19,15 @@ def format_change(change: MetricChange) -> str:
 
 
 def format_p(change: MetricChange) -> str:
-    """``0.0012 (Holm 0.0048)`` for Mann-Whitney; else the method that judged it."""
+    """``0.0012 (Holm 0.0048)`` for Mann-Whitney; else the method that judged it; and the
+    number of saved runs whose run-to-run variation it was held against."""
     if change.method == "mann-whitney" and change.p_value is not None:
-        return f"{change.p_value:.2g} (Holm {change.p_adjusted or change.p_value:.2g})"
-    if change.method == "paired" and change.p_value is not None:
-        return f"{change.p_value:.2g} (paired)"
-    return change.method
+        text = f"{change.p_value:.2g} (Holm {change.p_adjusted or change.p_value:.2g})"
+    elif change.method == "paired" and change.p_value is not None:
+        text = f"{change.p_value:.2g} (paired)"
+    else:
+        text = change.method
+    return text + (f", history of {change.history_runs} runs" if change.history_runs else "")
 
 
 def format_verdict(change: MetricChange) -> str:
@@ -32,9 +35,10 @@ def format_verdict(change: MetricChange) -> str:
     if change.verdict is Change.REGRESSION:
         return "REGRESSION (gated)" if change.gated else "REGRESSION"
     if change.verdict is Change.INCONCLUSIVE:
-        return (
-            f"inconclusive ({change.detail.split(':', 1)[0]})" if change.detail else "inconclusive"
-        )
+        why = change.detail.split(":", 1)[0]
+        if why == "n too small":
+            why += f": {change.n_baseline} vs {change.n_candidate}"
+        return f"inconclusive ({why})" if why else "inconclusive"
     return change.verdict.value
 
 
@@ -56,14 +60,15 @@ COMPARISON_HEADER = (
 )
 
 
-def comparison_rows(comparison: Comparison) -> list[tuple[str, ...]]:
-    """One row per compared metric, for the terminal, Markdown and HTML tables."""
+def comparison_rows(comparison: Comparison, *, grouped: bool = False) -> list[tuple[str, ...]]:
+    """One row per compared metric, for the terminal, Markdown and HTML tables; grouped,
+    a test's id is on its first row only (its metrics beneath it)."""
     rows: list[tuple[str, ...]] = []
     for test in comparison.tests:
-        for change in test.changes:
+        for position, change in enumerate(test.changes):
             rows.append(
                 (
-                    test.nodeid,
+                    "" if grouped and position else test.nodeid,
                     change.metric,
                     format_value(change.baseline_median, change.unit),
                     format_value(change.candidate_median, change.unit),

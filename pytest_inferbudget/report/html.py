@@ -21,12 +21,20 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_inferbudget.metrics.stats import quantile
 from pytest_inferbudget.records import BudgetResult, RunRecord, TestRecord, Trace
+from pytest_inferbudget.report.history import Series, history_section
+from pytest_inferbudget.report.load_html import load_sections
 from pytest_inferbudget.report.markdown import (
     budget_cells,
     describe_run,
     parse_run,
     run_totals,
     shorten,
+)
+from pytest_inferbudget.report.svg import (
+    coord as _n,
+    extent as _extent,
+    nice_ticks,
+    tick_label as _tick_label,
 )
 from pytest_inferbudget.report.terminal import format_value
 
@@ -91,38 +99,6 @@ def _csp() -> str:
         "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
         f"script-src 'sha256-{digest}'"
     )
-
-
-def _n(value: float) -> str:
-    """A coordinate, short."""
-    return f"{value:.1f}"
-
-
-def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """Round tick values covering [low, high], about ``count`` of them."""
-    if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
-        return [low]
-    raw = (high - low) / max(1, count)
-    power = 10.0 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
-    first = math.ceil(low / step) * step
-    ticks = []
-    value = first
-    while value <= high + step * 1e-9:
-        ticks.append(round(value, 10))
-        value += step
-    return ticks
-
-
-def _tick_label(value: float) -> str:
-    return f"{value:g}" if abs(value) < 1e5 else f"{value:.3g}"
-
-
-def _extent(values: Sequence[float]) -> tuple[float, float]:
-    low, high = min(values), max(values)
-    span = high - low
-    pad = span * 0.06 if span > 0 else (abs(high) * 0.1 or 1.0)
-    return low - pad, high + pad
 
 
 def _budget_label(budget: BudgetResult) -> str:
@@ -376,22 +352,27 @@ def _test_section(index: int, test: TestRecord, baseline: TestRecord | None) -> 
         rows.append(("current", [v for t in test.traces if (v := read(t)) is not None]))
         budgets = [b for b in test.budgets if b.key == key and math.isfinite(b.limit)]
         parts.append(strip_plot(title, rows, budgets, "ms"))
+    parts.append(load_sections(test))
     parts.append(_outputs(test))
     parts.append("</section>")
     return "".join(parts)
 
 
-def _comparison_section(comparison: Comparison) -> str:
+def _calm(test: TestRecord, attention: Sequence[str]) -> bool:
+    return test.outcome in ("passed", "") and not any(f" {test.nodeid} " in a for a in attention)
+
+
+def _comparison_section(comparison: Comparison, title: str = "") -> str:
     from pytest_inferbudget.report.comparison import (
         COMPARISON_HEADER,
         comparison_rows,
         summary_line,
     )
 
-    rows = comparison_rows(comparison)
+    rows = comparison_rows(comparison, grouped=True)
     verdicts = [c.verdict for c in comparison.changes]
     parts = [
-        f"<h2>Comparison with baseline run {escape(comparison.baseline_run_id)}</h2>",
+        f"<h2>{escape(title or 'Comparison with baseline run ' + comparison.baseline_run_id)}</h2>",
         f'<p class="{"regression" if comparison.regressions else ""}">'
         f"{escape(summary_line(comparison))}</p>",
     ]
@@ -412,18 +393,38 @@ def _definition_list(pairs: Sequence[tuple[str, str]]) -> str:
     )
 
 
+def render_history_page(sections: Sequence[tuple[str, Sequence[Series]]]) -> str:
+    """``inferbudget history --html``: per hardware key, every metric over its saved runs."""
+    body = ["<h1>pytest-inferbudget history</h1>"]
+    body += [history_section(series, heading=key) for key, series in sections]
+    return _page("pytest-inferbudget history", body)
+
+
 def render_html(
-    run: dict[str, Any], comparison: Comparison | None, baseline: dict[str, Any] | None = None
+    run: dict[str, Any],
+    comparison: Comparison | None,
+    baseline: dict[str, Any] | None = None,
+    history: Sequence[Series] = (),
 ) -> str:
-    """The page: run description and totals, comparison, frontier, then every test."""
+    """The page: run description and totals, comparison, frontier, every test, and the
+    history of saved runs on this hardware key when given."""
     record = parse_run(run)
     base_record: RunRecord | None = parse_run(baseline) if baseline is not None else None
     base_tests = {t.nodeid: t for t in base_record.tests} if base_record else {}
     title = f"pytest-inferbudget run {record.run_id}"
     body = [f"<h1>{escape(title)}</h1>", _definition_list(describe_run(record))]
+    from pytest_inferbudget.report.attention import attention_lines
+
+    first = attention_lines(record.tests, [comparison, record.ab_comparison])
+    if first:
+        items = "".join(f"<li>{escape(line)}</li>" for line in first)
+        body.append(f'<h2 class="fail">Needs attention ({len(first)})</h2><ul>{items}</ul>')
     body += ["<h2>Totals</h2>", _definition_list(run_totals(record))]
     if comparison is not None:
         body.append(_comparison_section(comparison))
+    if record.ab_comparison is not None:
+        ab = record.ab_comparison
+        body.append(_comparison_section(ab, f"Interleaved A/B: {ab.baseline_label}"))
     scored = [(t.nodeid, p) for t in record.tests if (p := _score_point(t)) is not None]
     if scored:
         base_scored = [
@@ -440,10 +441,23 @@ def render_html(
         body.append(_table(("#", "test", "accuracy", "mean tokens"), legend, ["num"] * len(legend)))
     body.append("<h2>Tests</h2>")
     body.append('<button type="button" id="ib-toggle">Expand all outputs</button>')
+    calm = [i for i, t in enumerate(record.tests) if _calm(t, first)]
     body += [
         _test_section(index, test, base_tests.get(test.nodeid))
         for index, test in enumerate(record.tests)
+        if index not in calm
     ]
+    if calm:  # passed, nothing to look at: collapsed
+        body.append(f"<details><summary>{len(calm)} test(s) passed with nothing to note</summary>")
+        body += [
+            _test_section(i, record.tests[i], base_tests.get(record.tests[i].nodeid)) for i in calm
+        ]
+        body.append("</details>")
+    body.append(history_section(history, highlight=record.run_id))
+    return _page(title, body)
+
+
+def _page(title: str, body: Sequence[str]) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{_csp()}">'

@@ -132,40 +132,22 @@ def render_markdown(run: dict[str, Any], comparison: Comparison | None) -> str:
     lines = ["## pytest-inferbudget", ""]
     lines += [f"- **{label}:** {escape_markdown(value)}" for label, value in describe_run(record)]
     lines.append("")
-    regressed: set[str] = set()
-    if comparison is not None:
-        from pytest_inferbudget.report.comparison import (
-            COMPARISON_HEADER,
-            comparison_rows,
-            summary_line,
-        )
+    from pytest_inferbudget.report.attention import attention_lines
 
-        regressed = {c.nodeid for c in comparison.regressions}
-        lines += [
-            "### Comparison with baseline "
-            + escape_markdown(comparison.baseline_label or comparison.baseline_run_id),
-            "",
-            ("**" if regressed else "")
-            + escape_markdown(summary_line(comparison))
-            # the bold markers are ours, outside the escaped text
-            + ("**" if regressed else ""),
-            "",
-        ]
-        rows = comparison_rows(comparison)
-        notable = [r for r, c in zip(rows, comparison.changes, strict=True) if c.verdict in NOTABLE]
-        if notable:
-            lines += _table(COMPARISON_HEADER, notable)
-        elif rows:
-            lines.append("No regression, improvement or changed token count.")
-        if len(notable) < len(rows):
-            lines += ["", f"<details><summary>All {len(rows)} compared metrics</summary>", ""]
-            lines += _table(COMPARISON_HEADER, rows)
-            lines += ["", "</details>"]
+    first = attention_lines(record.tests, [comparison, record.ab_comparison])
+    if first:
+        lines += [f"### Needs attention ({len(first)})", ""]
+        lines += [f"- {escape_markdown(line)}" for line in first]
         lines.append("")
-        for label, nodeids in (("Added", comparison.added), ("Removed", comparison.removed)):
-            if nodeids:
-                lines.append(f"{label} tests: " + ", ".join(escape_markdown(n) for n in nodeids))
-                lines.append("")
+    regressed: set[str] = set()
+    sections = [
+        ("Comparison with baseline", comparison),
+        ("Interleaved A/B:", record.ab_comparison),
+    ]
+    for title, compared in sections:
+        if compared is not None:
+            lines += _comparison_section(title, compared)
+            regressed |= {c.nodeid for c in compared.regressions}
     budgeted = [t for t in record.tests if t.budgets]
     if budgeted:
         lines += ["### Budgets", ""]
@@ -196,3 +178,38 @@ def render_markdown(run: dict[str, Any], comparison: Comparison | None) -> str:
     lines += ["### Totals", ""]
     lines += _table(("", "total"), run_totals(record))
     return "\n".join(lines) + "\n"
+
+
+def _comparison_section(title: str, comparison: Comparison) -> list[str]:
+    from pytest_inferbudget.report.comparison import (
+        COMPARISON_HEADER,
+        comparison_rows,
+        summary_line,
+    )
+
+    regressed = bool(comparison.regressions)
+    lines = [
+        f"### {title} " + escape_markdown(comparison.baseline_label or comparison.baseline_run_id),
+        "",
+        ("**" if regressed else "")
+        + escape_markdown(summary_line(comparison))
+        # the bold markers are ours, outside the escaped text
+        + ("**" if regressed else ""),
+        "",
+    ]
+    rows = comparison_rows(comparison, grouped=True)
+    notable = [r for r, c in zip(rows, comparison.changes, strict=True) if c.verdict in NOTABLE]
+    if notable:
+        lines += _table(COMPARISON_HEADER, notable)
+    elif rows:
+        lines.append("No regression, improvement or changed token count.")
+    if len(notable) < len(rows):
+        lines += ["", f"<details><summary>All {len(rows)} compared metrics</summary>", ""]
+        lines += _table(COMPARISON_HEADER, rows)
+        lines += ["", "</details>"]
+    lines.append("")
+    for label, nodeids in (("Added", comparison.added), ("Removed", comparison.removed)):
+        if nodeids:
+            lines.append(f"{label} tests: " + ", ".join(escape_markdown(n) for n in nodeids))
+            lines.append("")
+    return lines

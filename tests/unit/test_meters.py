@@ -23,7 +23,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -54,66 +54,14 @@ from pytest_inferbudget.meters.nvml_device import (
     select_visible,
 )
 from pytest_inferbudget.vocabulary import EnergyMethod
+from tests.unit.meters.nvml_doubles import RecordedNvmlDevice, StandInNVMLError, StandInPynvml
 
 MIB = 2**20
 
 
-# --- the NVML test double --------------------------------------------------------
-
-
-class RecordedNvmlDevice:
-    """Test double that stands in for NVML, which no machine here has.
-
-    It replays recorded readings, one per call: ``energy_mj`` for the total-energy
-    counter (mJ), ``power_mw`` for the power draw (mW), repeating the last value once
-    the recording runs out (as the counter does between its updates). ``None`` makes
-    that query raise NOT_SUPPORTED the way the real adapter maps it (a pre-Volta GPU
-    has no energy counter). ``pids`` are the compute processes NVML would list.
-    """
-
-    def __init__(
-        self,
-        *,
-        energy_mj: Sequence[int] | None,
-        power_mw: Sequence[int] | None = (100_000,),
-        pids: Sequence[int] | None = (),
-        label: str = "nvml:0 Recorded GPU",
-    ) -> None:
-        self._energy = None if energy_mj is None else list(energy_mj)
-        self._power = None if power_mw is None else list(power_mw)
-        self._pids = None if pids is None else tuple(pids)
-        self._label = label
-        self._lock = threading.Lock()
-        self.energy_reads = 0
-        self.power_reads = 0
-
-    def name(self) -> str:
-        return self._label
-
-    def total_energy_mj(self) -> int:
-        if self._energy is None:
-            raise MeterNotSupportedError("nvmlDeviceGetTotalEnergyConsumption: Not Supported")
-        with self._lock:
-            value = self._energy[min(self.energy_reads, len(self._energy) - 1)]
-            self.energy_reads += 1
-        return value
-
-    def power_mw(self) -> int:
-        if self._power is None:
-            raise MeterNotSupportedError("nvmlDeviceGetPowerUsage: Not Supported")
-        with self._lock:
-            value = self._power[min(self.power_reads, len(self._power) - 1)]
-            self.power_reads += 1
-        return value
-
-    def process_pids(self) -> tuple[int, ...]:
-        if self._pids is None:
-            raise MeterNotSupportedError("nvmlDeviceGetComputeRunningProcesses: Not Supported")
-        return self._pids
-
-
 def recorded_meter(*devices: NvmlDevice, **options: Any) -> NvmlMeter:
     options.setdefault("idle_sample_s", 0)
+    options.setdefault("counter_update_period_s", 0.1)
     meter = NvmlMeter(devices=devices, **options)
     ok, reason = meter.available()
     assert ok, reason
@@ -141,7 +89,10 @@ def test_counter_difference_is_the_window_energy() -> None:
     assert result.idle_energy_j is None and result.net_energy_j is None
     assert result.devices == ("nvml:0 Recorded GPU",)
     assert result.shared is False
-    assert result.note == ""
+    # no idle figure read before the model loaded: net is unmeasured, and says why
+    assert result.note == (
+        "idle power unknown (not read before the model loaded), so net energy is unmeasured"
+    )
     meter.close()
 
 
@@ -212,7 +163,12 @@ def test_idle_power_given_is_subtracted() -> None:
 
 def test_idle_power_is_sampled_when_the_meter_opens() -> None:
     gpu = RecordedNvmlDevice(energy_mj=[0, 0, 100_000], power_mw=[40_000, 60_000, 50_000])
-    meter = NvmlMeter(devices=[gpu], idle_sample_s=0.03, power_sample_interval_s=0.005)
+    meter = NvmlMeter(
+        devices=[gpu],
+        idle_sample_s=0.03,
+        power_sample_interval_s=0.005,
+        counter_update_period_s=0.1,
+    )
     ok, description = meter.available()
     assert ok and "idle power" in description
     reads = gpu.power_reads
@@ -341,78 +297,9 @@ def test_cuda_visible_devices_selection() -> None:
 # --- NVML: the real adapter over a stand-in binding ----------------------------------------
 
 
-class StandInNVMLError(Exception):
-    """Shaped like pynvml's NVMLError: the NVML return code is in ``value``."""
-
-    def __init__(self, value: int) -> None:
-        super().__init__(value)
-        self.value = value
-
-    def __str__(self) -> str:
-        return {3: "Not Supported", 12: "NVML Shared Library Not Found"}.get(
-            self.value, f"NVML Error with code {self.value}"
-        )
-
-
-class StandInPynvml:
-    """Stands in for the pynvml module, which cannot load NVML here (no NVIDIA driver).
-
-    Functions return recorded values or raise :class:`StandInNVMLError` carrying NVML's
-    real return codes, so the code under test is the real adapter, ``PynvmlDevice``.
-    """
-
-    NVMLError = StandInNVMLError
-
-    def __init__(
-        self,
-        *,
-        errors: Mapping[str, int] | None = None,
-        energy_mj: Sequence[int] = (0,),
-        name: bytes = b"Stand-in A100",
-    ) -> None:
-        self.errors = dict(errors or {})
-        self.energy = list(energy_mj)
-        self.gpu_name = name
-        self.shutdowns = 0
-
-    def _maybe_fail(self, function: str) -> None:
-        if function in self.errors:
-            raise StandInNVMLError(self.errors[function])
-
-    def nvmlInit(self) -> None:
-        self._maybe_fail("nvmlInit")
-
-    def nvmlShutdown(self) -> None:
-        self.shutdowns += 1
-
-    def nvmlDeviceGetCount(self) -> int:
-        return 1
-
-    def nvmlDeviceGetHandleByIndex(self, index: int) -> str:
-        return f"handle-{index}"
-
-    def nvmlDeviceGetUUID(self, handle: str) -> str:
-        self._maybe_fail("nvmlDeviceGetUUID")
-        return "GPU-0000"
-
-    def nvmlDeviceGetName(self, handle: str) -> bytes:
-        return self.gpu_name
-
-    def nvmlDeviceGetTotalEnergyConsumption(self, handle: str) -> int:
-        self._maybe_fail("nvmlDeviceGetTotalEnergyConsumption")
-        return self.energy.pop(0) if len(self.energy) > 1 else self.energy[0]
-
-    def nvmlDeviceGetPowerUsage(self, handle: str) -> int:
-        self._maybe_fail("nvmlDeviceGetPowerUsage")
-        return 75_000
-
-    def nvmlDeviceGetComputeRunningProcesses(self, handle: str) -> list[SimpleNamespace]:
-        return [SimpleNamespace(pid=os.getpid(), usedGpuMemory=None)]
-
-
 def test_adapter_reads_through_the_binding_into_the_meter() -> None:
     nvml = StandInPynvml(energy_mj=[100, 200, 2_200])
-    devices = PynvmlDevice.open_visible(nvml, None)
+    devices = PynvmlDevice.open_all(nvml)
     assert [d.name() for d in devices] == ["nvml:0 Stand-in A100"]  # bytes decoded
     assert devices[0].process_pids() == (os.getpid(),)
     result = measure(recorded_meter(*devices, counter_update_period_s=1e-6))
@@ -423,7 +310,7 @@ def test_adapter_reads_through_the_binding_into_the_meter() -> None:
 def test_missing_nvml_library_maps_to_unavailable_with_a_fix() -> None:
     nvml = StandInPynvml(errors={"nvmlInit": NVML_ERROR_LIBRARY_NOT_FOUND})
     with pytest.raises(MeterUnavailableError) as raised:
-        PynvmlDevice.open_visible(nvml, None)
+        PynvmlDevice.open_all(nvml)
     message = str(raised.value)
     assert "nvmlInit failed" in message and "code 12" in message
     assert "no NVIDIA driver" in message
@@ -432,16 +319,16 @@ def test_missing_nvml_library_maps_to_unavailable_with_a_fix() -> None:
 
 
 def test_failure_after_init_shuts_nvml_down() -> None:
-    nvml = StandInPynvml(errors={"nvmlDeviceGetUUID": 999})
+    nvml = StandInPynvml(errors={"nvmlDeviceGetName": 999})
     with pytest.raises(MeterError, match="code 999") as raised:
-        PynvmlDevice.open_visible(nvml, None)
+        PynvmlDevice.open_all(nvml)
     assert type(raised.value) is MeterError
     assert nvml.shutdowns == 1
 
 
 def test_not_supported_maps_to_not_supported_and_selects_power_integration() -> None:
     nvml = StandInPynvml(errors={"nvmlDeviceGetTotalEnergyConsumption": NVML_ERROR_NOT_SUPPORTED})
-    (device,) = PynvmlDevice.open_visible(nvml, None)
+    (device,) = PynvmlDevice.open_all(nvml)
     with pytest.raises(MeterNotSupportedError, match="Not Supported"):
         device.total_energy_mj()
     meter = recorded_meter(device, power_sample_interval_s=0.005)

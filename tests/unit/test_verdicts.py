@@ -69,3 +69,29 @@ def test_decide_applies_the_policy(
 
 def test_no_budget_passes() -> None:
     assert decide([], strict=True, replay=False).outcome is Outcome.PASS
+
+
+def test_an_inconclusive_verdict_at_the_sampling_cap_says_the_cap_was_reached() -> None:
+    from pytest_inferbudget.budget import parse_markers
+    from pytest_inferbudget.verdicts import evaluate
+    from tests.unit.runs import trace
+
+    spec = parse_markers(
+        [((), {"ms_per_request": 100.0, "stat": "p50", "confidence": 0.95})], where="t"
+    )
+    traces = [trace([5], [float(v)]) for v in (60, 140, 95, 105, 80, 120)]  # around the limit
+    [open_ended] = evaluate(spec, traces, sequential=True)
+    assert open_ended.verdict is Verdict.INCONCLUSIVE
+    assert "draw more samples" in open_ended.reason
+    [capped] = evaluate(spec, traces, sequential=True, capped_at=6)
+    assert capped.verdict is Verdict.INCONCLUSIVE
+    assert "reached its cap, max_samples=6" in capped.reason
+    assert "draw more samples" not in capped.reason
+
+
+def test_a_warning_message_says_inconclusive_not_not_met() -> None:
+    from pytest_inferbudget.report.terminal import violation_message
+
+    assert "1 of 2 budget(s) inconclusive" in violation_message([PASS, TIME_INCONCLUSIVE])
+    failing = budget("ms_per_request", Verdict.FAIL)
+    assert "2 of 3 budget(s) not met" in violation_message([PASS, TIME_INCONCLUSIVE, failing])

@@ -1,0 +1,325 @@
+"""The OpenAI wire format without the wire: server-sent events, stream chunks, how a
+chunk's tokens are accounted, and who counts a generation's tokens.
+
+Pure functions of what arrived, apart from the engine that sends and times requests
+(:mod:`pytest_inferbudget.engines.openai`), so each rule is unit-tested without a server.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+from pytest_inferbudget.errors import EngineError
+from pytest_inferbudget.records import TokenSource
+
+FINISH_REASONS = {
+    "stop": "stop",
+    "length": "length",
+    # the model ended the answer itself, in another form
+    "tool_calls": "stop",
+    "function_call": "stop",
+    "content_filter": "stop",
+    "eos": "stop",  # some servers (TGI) name the end-of-sequence token
+}
+
+TokenMode = Literal["auto", "stream_usage", "response_usage", "tokenizer"]
+"""The ``tokens`` option: how the engine counts tokens (docs/engines.md)."""
+TOKEN_MODES: tuple[TokenMode, ...] = get_args(TokenMode)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamTiming:
+    """How one generation arrived, beyond what ``Generation`` keeps. Times in ms."""
+
+    ttft_ms: float | None
+    e2e_ms: float | None
+    itl_ms: tuple[float, ...]
+    """Gaps between output chunks; split per token when ``itl_per_token``."""
+    output_chunks: int
+    itl_per_token: bool
+    """The server reported usage on every output chunk and gaps were split by its count."""
+
+
+@dataclass(slots=True)
+class StreamState:
+    """What one stream (or one non-streamed answer) delivered so far."""
+
+    start_ns: int
+    per_chunk_usage: bool = False
+    """Usage is expected on every chunk (vLLM's ``continuous_usage_stats``)."""
+    text: list[str] = field(default_factory=list)
+    first_ns: int | None = None
+    last_ns: int | None = None
+    itl_ns: list[float] = field(default_factory=list)
+    output_chunks: int = 0
+    split_chunks: int = 0
+    """Output chunks whose gap was split by the chunk's own token count."""
+    logprobs: list[float] = field(default_factory=list)
+    logprobs_seen: bool = False
+    finish_reason: str | None = None
+    usage: dict[str, Any] | None = None
+    usage_tokens: int = 0
+    done: bool = False
+
+    def timing(self) -> StreamTiming:
+        ttft_ms = None if self.first_ns is None else (self.first_ns - self.start_ns) / 1e6
+        e2e_ms = None if self.last_ns is None else (self.last_ns - self.start_ns) / 1e6
+        return StreamTiming(
+            ttft_ms=ttft_ms,
+            e2e_ms=e2e_ms,
+            itl_ms=tuple(gap / 1e6 for gap in self.itl_ns),
+            output_chunks=self.output_chunks,
+            itl_per_token=self.output_chunks > 0 and self.split_chunks == self.output_chunks,
+        )
+
+
+def carries_output(text: str | None, finish: str | None, new_tokens: int | None) -> bool:
+    """Whether a chunk is output, for TTFT, E2E and the gaps between chunks.
+
+    ``new_tokens`` is what the chunk's own usage adds, None where the server reports no
+    per-chunk usage. Text is output; so is a chunk whose usage grew (an EOS token has no
+    text). Without per-chunk usage a bare finish reason counts, since it arrives when the
+    last (often textless) token was made; with it, a chunk adding no token carries none.
+    """
+    if text:
+        return True
+    if new_tokens is not None:
+        return new_tokens > 0
+    return finish is not None
+
+
+def output_chunk_gaps(gap_ns: float | None, new_tokens: int | None) -> list[float]:
+    """The inter-token latencies one output chunk adds (DESIGN.md section 3).
+
+    ``gap_ns`` is the time since the previous output chunk, None for the first. With the
+    chunk's token count known (per-chunk usage) a chunk of k tokens adds k gaps: the
+    later ones split its gap evenly, the first chunk's extra tokens arrived with it (gap
+    0). So the gaps number tokens - 1 and sum to E2E - TTFT either way. Unknown, or one
+    token: one gap per chunk, as ``vllm bench serve`` records.
+    """
+    tokens = new_tokens if new_tokens is not None and new_tokens > 1 else 1
+    if gap_ns is None:
+        return [0.0] * (tokens - 1)
+    return [gap_ns / tokens] * tokens
+
+
+def sample_seed(seed: int | None, sample: int) -> int | None:
+    """The seed of sample ``sample`` of a fanned-out request: ``seed + sample``, as vLLM
+    seeds the children of an ``n > 1`` request, so samples differ and each is repeatable."""
+    return None if seed is None else seed + sample
+
+
+def take_chunk(
+    state: StreamState, chunk: Any, data: str, arrival_ns: int, spec: str, url: str
+) -> None:
+    """Fold one decoded stream event into ``state``; errors name the spec and the URL."""
+    if not isinstance(chunk, dict):
+        raise EngineError(
+            f"{spec}: malformed stream from {url}: an event is not a JSON object: {shorten(data)}"
+        )
+    if "error" in chunk or chunk.get("object") == "error":
+        error = chunk.get("error", chunk)
+        message = error.get("message", error) if isinstance(error, dict) else error
+        raise EngineError(f"{spec}: {url} reported an error mid-stream: {message}")
+    usage = chunk.get("usage")
+    new_tokens: int | None = None
+    if isinstance(usage, dict):
+        state.usage = usage
+        tokens = usage.get("completion_tokens")
+        if isinstance(tokens, int):
+            new_tokens = max(0, tokens - state.usage_tokens)
+            state.usage_tokens = max(tokens, state.usage_tokens)
+    if not state.per_chunk_usage:
+        new_tokens = None  # a final usage chunk says nothing of any one content chunk
+    choices = chunk.get("choices") or []
+    if not isinstance(choices, list):
+        raise EngineError(
+            f"{spec}: malformed stream from {url}: 'choices' is not a list: {shorten(data)}"
+        )
+    for choice in choices:
+        if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+            continue  # one sample per stream; ignore anything else
+        text = choice_text(choice, streamed=True)
+        chat = "delta" in choice
+        logprobs = choice.get("logprobs")
+        if isinstance(logprobs, dict):
+            state.logprobs_seen = True
+            state.logprobs.extend(token_logprobs(logprobs, chat))
+        finish = choice.get("finish_reason")
+        if text:
+            state.text.append(text)
+        if finish is not None and state.finish_reason is None:
+            state.finish_reason = str(finish)
+        if not carries_output(text, finish, new_tokens):
+            continue  # e.g. the role-only first chunk of a chat stream
+        gap = None if state.last_ns is None else float(arrival_ns - state.last_ns)
+        state.itl_ns.extend(output_chunk_gaps(gap, new_tokens))
+        if state.first_ns is None:
+            state.first_ns = arrival_ns
+        state.last_ns = arrival_ns
+        state.output_chunks += 1
+        state.split_chunks += new_tokens is not None
+
+
+def take_answer(
+    state: StreamState, answer: Any, body: str, arrival_ns: int, spec: str, url: str
+) -> None:
+    """A non-streamed answer: its text, finish and usage; it arrives whole, so it has an
+    end (E2E) but no first token."""
+    if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list):
+        raise EngineError(
+            f"{spec}: malformed answer from {url}: no 'choices' list: {shorten(body)}"
+        )
+    if isinstance(answer.get("usage"), dict):
+        state.usage = answer["usage"]
+    for choice in answer["choices"]:
+        if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+            continue
+        text = choice_text(choice, streamed=False)
+        if text:
+            state.text.append(text)
+        logprobs = choice.get("logprobs")
+        if isinstance(logprobs, dict):
+            state.logprobs_seen = True
+            state.logprobs.extend(token_logprobs(logprobs, "message" in choice))
+        if choice.get("finish_reason") is not None:
+            state.finish_reason = str(choice["finish_reason"])
+    state.last_ns = arrival_ns
+    state.done = True
+
+
+def choice_text(choice: dict[str, Any], *, streamed: bool) -> str | None:
+    """A choice's text in any of the two APIs' two forms (chat delta or message, text)."""
+    holder = choice.get("delta" if streamed else "message")
+    if isinstance(holder, dict):
+        content = holder.get("content")
+        return str(content) if content else None
+    text = choice.get("text")
+    return str(text) if text else None
+
+
+def usage_counts(usage: dict[str, Any] | None) -> tuple[int, int] | None:
+    """``(prompt_tokens, completion_tokens)`` of a usage object, None if it has not both."""
+    if usage is None:
+        return None
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    if isinstance(prompt, int) and isinstance(completion, int):
+        return prompt, completion
+    return None
+
+
+def streams_for(mode: TokenMode, stream_usage: bool | None, response_usage: bool | None,
+                have_tokenizer: bool, where: str) -> bool:  # fmt: skip
+    """Send requests streamed (True) or whole (False), so tokens can be counted.
+
+    ``stream_usage`` / ``response_usage``: what the probe found (None: not probed).
+    Streaming keeps TTFT and TPOT, so ``auto`` streams whenever the stream's usage or the
+    tokenizer can count; it sends whole requests (exact counts, no TTFT) only for a
+    server whose usage comes unstreamed and with no tokenizer at hand.
+    """
+    if mode == "response_usage":
+        return False
+    if mode != "auto" or stream_usage is not False or have_tokenizer:
+        return True
+    if response_usage:
+        return False
+    raise EngineError(
+        f"{where}: the server reports no usage (neither streamed nor unstreamed) and no "
+        f"tokenizer is known for this model, so tokens cannot be counted; name the model's "
+        f"tokenizer with ?tokenizer=FOLDER (a local Hugging Face folder) or "
+        f"?tokenizer=smollm2-135m-instruct"
+    )
+
+
+def token_source(
+    mode: TokenMode, streamed: bool, has_usage: bool, have_tokenizer: bool, where: str
+) -> TokenSource:
+    """Who counts one generation's tokens, most trusted first (records.TokenSource)."""
+    if mode == "tokenizer":
+        return "tokenizer"
+    if has_usage:
+        return "stream_usage" if streamed else "response_usage"
+    if mode == "auto" and streamed and have_tokenizer:
+        return "tokenizer"
+    fix = (
+        "name the model's tokenizer with ?tokenizer=FOLDER to count them"
+        if mode == "auto"
+        else "use tokens=auto to fall back to the model's tokenizer"
+    )
+    honour = "stream_options.include_usage" if streamed else "usage"
+    raise EngineError(f"{where} sent no usage (the server ignores {honour}); {fix}")
+
+
+def tokens_description(
+    mode: TokenMode,
+    streamed: Callable[[], bool],
+    stream_usage: bool | None,
+    tokenizer: str | None,
+) -> str:
+    """Who counts tokens, in words, for the report. ``streamed`` may raise the
+    :func:`streams_for` error, which is then the description."""
+    counter = "no tokenizer" if tokenizer is None else f"tokenizer {tokenizer}"
+    if mode == "tokenizer":
+        return f"estimated: {counter} (tokens=tokenizer)"
+    try:
+        if not streamed():
+            return "server usage, unstreamed requests (no TTFT or TPOT)"
+    except EngineError as exc:
+        return f"cannot be counted: {exc}"
+    if stream_usage is False and mode == "stream_usage":
+        return "cannot be counted: the server sends no usage in streams (tokens=stream_usage)"
+    if stream_usage is False:
+        return f"estimated: {counter} (the server sends no usage in streams)"
+    fallback = "" if mode == "stream_usage" else f"; else {counter}"
+    return f"server usage in the stream{fallback}"
+
+
+def sse_data(lines: Iterable[str]) -> Iterator[tuple[str, int]]:
+    """The ``data`` of each server-sent event with its arrival time; comments skipped."""
+    data: list[str] = []
+    arrival_ns = 0
+    for line in lines:
+        if not line:
+            if data:
+                yield "\n".join(data), arrival_ns
+                data = []
+            continue
+        if line.startswith(":"):
+            continue  # a comment, often a keep-alive ping
+        field_name, _, value = line.partition(":")
+        if field_name == "data":
+            if not data:
+                arrival_ns = time.perf_counter_ns()
+            data.append(value.removeprefix(" "))
+    if data:  # a last event without its blank line
+        yield "\n".join(data), arrival_ns
+
+
+def decode_event(data: str, spec: str, url: str) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise EngineError(
+            f"{spec}: malformed stream from {url}: an event is not JSON ({exc}): {shorten(data)}"
+        ) from exc
+
+
+def token_logprobs(logprobs: Any, chat: bool) -> list[float]:
+    """The sampled tokens' log-probabilities in a chunk's ``logprobs``, in either API's form."""
+    if not isinstance(logprobs, dict):
+        return []
+    if chat:
+        entries = logprobs.get("content") or []
+        values = [e.get("logprob") for e in entries if isinstance(e, dict)]
+    else:
+        values = logprobs.get("token_logprobs") or []
+    return [float(v) for v in values if isinstance(v, int | float)]
+
+
+def shorten(text: str, limit: int = 300) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[:limit] + "..."
