@@ -278,25 +278,45 @@ def tokens_description(
     return f"server usage in the stream{fallback}"
 
 
-def sse_data(lines: Iterable[str]) -> Iterator[tuple[str, int]]:
-    """The ``data`` of each server-sent event with its arrival time; comments skipped."""
-    data: list[str] = []
-    arrival_ns = 0
-    for line in lines:
+class SseEvents:
+    """Server-sent event framing, fed line by line (from a blocking or an async stream):
+    an event's ``data`` lines joined, with the arrival time of its first; comments (often
+    keep-alive pings) skipped."""
+
+    def __init__(self) -> None:
+        self._data: list[str] = []
+        self._arrival_ns = 0
+
+    def feed(self, line: str) -> tuple[str, int] | None:
+        """The event a blank line ends, else None."""
         if not line:
-            if data:
-                yield "\n".join(data), arrival_ns
-                data = []
-            continue
+            return self.end()
         if line.startswith(":"):
-            continue  # a comment, often a keep-alive ping
+            return None
         field_name, _, value = line.partition(":")
         if field_name == "data":
-            if not data:
-                arrival_ns = time.perf_counter_ns()
-            data.append(value.removeprefix(" "))
-    if data:  # a last event without its blank line
-        yield "\n".join(data), arrival_ns
+            if not self._data:
+                self._arrival_ns = time.perf_counter_ns()
+            self._data.append(value.removeprefix(" "))
+        return None
+
+    def end(self) -> tuple[str, int] | None:
+        """The event in progress (a last one may lack its blank line), else None."""
+        if not self._data:
+            return None
+        event = "\n".join(self._data), self._arrival_ns
+        self._data = []
+        return event
+
+
+def sse_data(lines: Iterable[str]) -> Iterator[tuple[str, int]]:
+    """The ``data`` of each server-sent event with its arrival time."""
+    events = SseEvents()
+    for line in lines:
+        if (event := events.feed(line)) is not None:
+            yield event
+    if (event := events.end()) is not None:
+        yield event
 
 
 def decode_event(data: str, spec: str, url: str) -> Any:

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from pytest_inferbudget.engines.openai_wire import SseEvents
 from pytest_inferbudget.errors import EngineError
 from pytest_inferbudget.load.schedule import Schedule, prompt_of
 from pytest_inferbudget.records import LoadRequest, Request, tpot_ms
@@ -26,25 +27,14 @@ START_LEAD_S = 0.05
 
 
 async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, int]]:
-    """The ``data`` of each server-sent event with its arrival time (the engine's
-    ``_sse_data``, for an async stream of lines)."""
-    data: list[str] = []
-    arrival_ns = 0
+    """The ``data`` of each server-sent event with its arrival time, from an async stream
+    (the engine's framing, :class:`~pytest_inferbudget.engines.openai_wire.SseEvents`)."""
+    events = SseEvents()
     async for line in lines:
-        if not line:
-            if data:
-                yield "\n".join(data), arrival_ns
-                data = []
-            continue
-        if line.startswith(":"):
-            continue
-        field_name, _, value = line.partition(":")
-        if field_name == "data":
-            if not data:
-                arrival_ns = time.perf_counter_ns()
-            data.append(value.removeprefix(" "))
-    if data:
-        yield "\n".join(data), arrival_ns
+        if (event := events.feed(line)) is not None:
+            yield event
+    if (event := events.end()) is not None:
+        yield event
 
 
 class HttpLoadClient:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from pytest_inferbudget.load.presets import SLO_PRESETS, SLO_TERMS
 from pytest_inferbudget.load.schedule import LoadSpecError
+from pytest_inferbudget.metrics.confidence import log_binomial_pmf
 from pytest_inferbudget.metrics.stats import quantile
 from pytest_inferbudget.records import LoadRequest, LoadRun, Saturation
 
@@ -121,24 +122,14 @@ def binomial_bounds(good: int, total: int, confidence: float) -> tuple[float, fl
     return lower, upper
 
 
-def _log_pmf(k: int, n: int, p: float) -> float:
-    return (
-        math.lgamma(n + 1)
-        - math.lgamma(k + 1)
-        - math.lgamma(n - k + 1)
-        + k * math.log(p)
-        + (n - k) * math.log1p(-p)
-    )
-
-
 def _lower_tail(k: int, n: int, p: float) -> float:
     """P(X <= k), X ~ Binomial(n, p), 0 < p < 1."""
-    return math.fsum(math.exp(_log_pmf(i, n, p)) for i in range(k + 1))
+    return math.fsum(math.exp(log_binomial_pmf(n, p, i)) for i in range(k + 1))
 
 
 def _upper_tail(k: int, n: int, p: float) -> float:
     """P(X >= k)."""
-    return math.fsum(math.exp(_log_pmf(i, n, p)) for i in range(k, n + 1))
+    return math.fsum(math.exp(log_binomial_pmf(n, p, i)) for i in range(k, n + 1))
 
 
 def _solve(f: Callable[[float], float]) -> float:

@@ -54,7 +54,6 @@ from pytest_inferbudget.meters.nvml_device import (
     PynvmlDevice,
     gpu_of,
     import_pynvml,
-    select_visible,
     translate_nvml_error,
 )
 from pytest_inferbudget.meters.nvml_math import (
@@ -80,7 +79,6 @@ __all__ = [
     "counter_energy_j",
     "counter_error_j",
     "idle_power_by_uuid",
-    "select_visible",
     "translate_nvml_error",
     "trapezoid_j",
     "update_period_s",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-from collections.abc import Sequence
 from typing import Any, Final, Protocol, final
 
 from pytest_inferbudget.errors import MeterError, MeterNotSupportedError, MeterUnavailableError
@@ -25,7 +24,6 @@ __all__ = [
     "driver_version",
     "gpu_of",
     "import_pynvml",
-    "select_visible",
     "translate_nvml_error",
 ]
 
@@ -161,43 +159,6 @@ def import_pynvml() -> Any:
             "pynvml is not installed: `pip install nvidia-ml-py` (NVIDIA's official NVML "
             "bindings) on a machine with an NVIDIA GPU and driver"
         ) from None
-
-
-def select_visible(uuids: Sequence[str], visible: str | None) -> list[int]:
-    """NVML indices of the GPUs that ``CUDA_VISIBLE_DEVICES`` (``visible``) leaves visible.
-
-    ``None`` means all. Entries are indices or ``GPU-`` UUID prefixes; like CUDA, the
-    list stops at the first entry that names no GPU (or repeats one). Integer entries
-    are NVML indices, which follow PCI bus order: they match CUDA's when
-    ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` or when the GPUs are all alike. MIG instances are
-    refused: NVML's energy counter covers the whole GPU, not one instance.
-    """
-    if visible is None:
-        return list(range(len(uuids)))
-    chosen: list[int] = []
-    for token in (t.strip() for t in visible.split(",")):
-        if token.startswith("MIG-"):
-            raise MeterUnavailableError(
-                f"CUDA_VISIBLE_DEVICES selects a MIG instance ({token}); NVML measures "
-                "energy for the whole GPU only, so it cannot be given to one instance: "
-                "use a full GPU, or choose the meter 'off'"
-            )
-        if token.startswith("GPU-"):
-            matches = [i for i, uuid in enumerate(uuids) if uuid.startswith(token)]
-            if len(matches) != 1:
-                break
-            index = matches[0]
-        else:
-            try:
-                index = int(token)
-            except ValueError:
-                break
-            if not 0 <= index < len(uuids):
-                break
-        if index in chosen:
-            break
-        chosen.append(index)
-    return chosen
 
 
 @final

@@ -79,7 +79,7 @@ def _check_direction(direction: str) -> str:
 # ---------------------------------------------------------------- quantiles
 
 
-def _log_binomial_pmf(n: int, p: float, k: int) -> float:
+def log_binomial_pmf(n: int, p: float, k: int) -> float:
     """log P(B = k) for B ~ Binomial(n, p), 0 < p < 1, by log-gamma: stable for large n."""
     return (
         math.lgamma(n + 1)
@@ -120,14 +120,14 @@ def _ranks(n: int, q: float, confidence: float) -> tuple[int | None, int | None]
     lower: int | None = None
     cumulative = 0.0  # P(B <= k - 1) before adding the term k - 1
     for k in range(1, n + 1):
-        cumulative += math.exp(_log_binomial_pmf(n, q, k - 1))
+        cumulative += math.exp(log_binomial_pmf(n, q, k - 1))
         if cumulative > half_alpha:
             break
         lower = k
     upper: int | None = None
     cumulative = 0.0  # P(B >= u)
     for u in range(n, 0, -1):
-        cumulative += math.exp(_log_binomial_pmf(n, q, u))
+        cumulative += math.exp(log_binomial_pmf(n, q, u))
         if cumulative > half_alpha:
             break
         upper = u

@@ -51,7 +51,6 @@ from pytest_inferbudget.meters.nvml_device import (
     NVML_ERROR_LIBRARY_NOT_FOUND,
     NVML_ERROR_NOT_SUPPORTED,
     PynvmlDevice,
-    select_visible,
 )
 from pytest_inferbudget.vocabulary import EnergyMethod
 from tests.unit.meters.nvml_doubles import RecordedNvmlDevice, StandInNVMLError, StandInPynvml
@@ -280,18 +279,6 @@ def test_window_keys_are_checked() -> None:
     meter.close()
     with pytest.raises(MeterError, match="closed"):
         meter.begin_window("c")
-
-
-def test_cuda_visible_devices_selection() -> None:
-    uuids = ["GPU-aaaa-1", "GPU-bbbb-2", "GPU-cccc-3"]
-    assert select_visible(uuids, None) == [0, 1, 2]
-    assert select_visible(uuids, "") == []
-    assert select_visible(uuids, "2,0") == [2, 0]
-    assert select_visible(uuids, "GPU-bbbb") == [1]
-    assert select_visible(uuids, "1,7,0") == [1]  # CUDA stops at the first bad entry
-    assert select_visible(uuids, "0,0") == [0]
-    with pytest.raises(MeterUnavailableError, match="MIG"):
-        select_visible(uuids, "MIG-1234")
 
 
 # --- NVML: the real adapter over a stand-in binding ----------------------------------------
