@@ -18,7 +18,9 @@ def test_capital_answer_is_short_and_fast(infer):
     assert "Paris" in out.text
 
 
-@pytest.mark.budget(max_tokens=12, tpot_ms=250)
+# One sample, so a generous limit: about 45 ms per token on a quiet 2-core machine, and
+# over 1 s measured while other jobs held both cores (torch's threads wait for each other).
+@pytest.mark.budget(max_tokens=12, tpot_ms=1500)
 def test_arithmetic_reply_stays_terse(infer):
     out = infer("What is 3 + 4? Reply with a number only.", max_new_tokens=32)
     assert "7" in out.text

@@ -33,9 +33,12 @@ if TYPE_CHECKING:
     from pytest_inferbudget.records import Trace
 
 DEFAULT_STAT = Statistic.MEAN.value
-COST_UNITS = ("tokens", "ms", "eflops")
+COST_UNITS = ("tokens", "ms", "eflops", "answer_tokens", "reasoning_tokens")
 """What a sample's cost can be counted in (energy joins when the meters record it);
-``eflops`` is Kinetics' memory-aware cost, predicted with ``--inferbudget-accelerator``."""
+``eflops`` is Kinetics' memory-aware cost, predicted with ``--inferbudget-accelerator``;
+``answer_tokens`` / ``reasoning_tokens`` count one part of a reasoning model's tokens."""
+TOKEN_COST_UNITS = ("tokens", "answer_tokens", "reasoning_tokens")
+"""The cost units E3 can count in (it divides by generated tokens)."""
 
 Sampler = Callable[["Trace", str], "Sequence[float | None]"]
 """Reads one trace's samples of a key; the ``str`` is the budget's ``energy=`` kind."""
@@ -84,6 +87,9 @@ class Key(NamedTuple):
     text: bool = False
     """Judged on the texts the test measured with ``infer.measure_text`` (the marker's
     ``text=`` picks one by name), not per trace or per score."""
+    paired: bool = False
+    """Judged on two strategies' scores of the same problems, paired per problem: the
+    marker's ``versus=`` names the baseline strategy (docs/strategies.md)."""
 
     @property
     def accuracy(self) -> bool:
@@ -95,6 +101,26 @@ def _energy_totals(trace: Trace, kind: str) -> tuple[float | None, float]:
     report it: a ratio of totals, not a mean of per-request ratios."""
     return trace.bounded_energy(kind), float(trace.completion_tokens)
 
+
+def _acceptance_totals(trace: Trace, _: str) -> tuple[float | None, float]:
+    """All accepted draft tokens over all drafted ones, as vLLM's counters give it."""
+    found = trace.speculation
+    return (None, 0.0) if found is None else (float(found.accepted), float(found.drafted))
+
+
+def _accept_length_totals(trace: Trace, _: str) -> tuple[float | None, float]:
+    """Tokens emitted by the verification steps (accepted + one per step) over the steps."""
+    found = trace.speculation
+    if found is None:
+        return None, 0.0
+    return float(found.accepted + found.steps), float(found.steps)
+
+
+_SPEC_HINT = (
+    "no speculative decoding was counted: turn it on in the engine spec (vllm "
+    "?speculative=ngram, transformers ?prompt_lookup_num_tokens=N, openai ?spec_metrics=true "
+    "on a vLLM server with --speculative-config; docs/speculative.md)"
+)
 
 _ENERGY_HINT = (
     "no energy within its error bound: no meter measured it, or the windows were too short "
@@ -135,6 +161,32 @@ KEYS: dict[str, Key] = {
         compared=True,
         load_sensitive=True,
         unmeasured_hint="time per output token needs a completion of two or more tokens",
+    ),
+    "reasoning_tokens": Key(
+        "tokens",
+        lambda t, _: [t.reasoning_tokens],
+        bounded=True,
+        compared=True,
+        deterministic=True,
+        unmeasured_hint="the reasoning tokens were not counted: the server sent reasoning but "
+        "no usage per chunk or in completion_tokens_details, and no tokenizer is known "
+        "(name one with ?tokenizer=FOLDER)",
+    ),
+    "answer_tokens": Key(
+        "tokens",
+        lambda t, _: [t.answer_tokens],
+        bounded=True,
+        compared=True,
+        deterministic=True,
+        unmeasured_hint="the reasoning tokens were not counted, so neither were the answer's",
+    ),
+    "ttfat_ms": Key(
+        "ms",
+        lambda t, _: [t.ttfat_ms],
+        compared=True,
+        load_sensitive=True,
+        unmeasured_hint="no first answer token: the completion ended inside its reasoning "
+        "(raise max_new_tokens), or the engine timed no tokens (unstreamed or replayed)",
     ),
     "cpu_ms_per_request": Key(
         "ms",
@@ -192,6 +244,20 @@ KEYS: dict[str, Key] = {
         unmeasured_hint="the engine reports no GPU memory: it runs on the CPU or is a server "
         "(transformers on CUDA gives torch's peak, vLLM its KV-cache blocks)",
     ),
+    "spec_acceptance_rate": Key(
+        "",
+        totals=_acceptance_totals,
+        direction=Direction.AT_LEAST,
+        fixed_stat="total",
+        unmeasured_hint=_SPEC_HINT,
+    ),
+    "spec_accept_length": Key(
+        "tokens/step",
+        totals=_accept_length_totals,
+        direction=Direction.AT_LEAST,
+        fixed_stat="total",
+        unmeasured_hint=_SPEC_HINT,
+    ),
     "pass_at_k": Key("", direction=Direction.AT_LEAST, takes_k=True, compared=True),
     "eff_at_k": Key("", direction=Direction.AT_LEAST, takes_k=True, compared=True),
     "maj_at_k": Key("", direction=Direction.AT_LEAST, takes_k=True, compared=True),
@@ -203,6 +269,7 @@ KEYS: dict[str, Key] = {
     "max_rate_rps": Key("req/s", direction=Direction.AT_LEAST, load=True),
     "information_capacity": Key("", direction=Direction.AT_LEAST, text=True),
     "bits_per_byte": Key("bits/byte", text=True),
+    "tokens_saved": Key("", direction=Direction.AT_LEAST, paired=True),
 }
 """Every budget key. Cost keys sample each trace (one logical request) the test recorded;
 accuracy keys aggregate the scores given with ``infer.score``."""
@@ -229,9 +296,13 @@ MODIFIERS = (
     "energy",
     "hardware",
     "compare_fail",
+    "relative_to_best",
     "slo",
     "slo_requires_correct",
     "text",
+    "versus",
+    "candidate",
+    "accuracy_margin",
 )
 ENERGY_KINDS = ("gross", "net")
 
@@ -264,6 +335,12 @@ class BudgetLimit(NamedTuple):
     """Load keys: a request is good only when also scored correct."""
     text: str | None = None
     """Text keys: the name given to ``infer.measure_text``; None judges every text."""
+    versus: str | None = None
+    """``tokens_saved``: the baseline strategy's name, as its scores carry it."""
+    candidate: str | None = None
+    """``tokens_saved``: the strategy judged; None for the only other one scored."""
+    margin: float = 0.0
+    """``tokens_saved``: how much accuracy the candidate may lose and still be not worse."""
 
     @property
     def direction(self) -> Direction:
@@ -287,6 +364,8 @@ class BudgetSpec(NamedTuple):
     max_samples: int | None = None
     compare_fail: tuple[tuple[str, float], ...] = ()
     """Per-test regression thresholds, over --inferbudget-compare-fail's."""
+    relative_to_best: tuple[tuple[str, float, str], ...] = ()
+    """Engine sweeps: (key, factor, stat) - within factor of the best engine's figure."""
 
     @property
     def confident(self) -> bool:
@@ -393,6 +472,8 @@ def parse_marker_kwargs(kwargs: Mapping[str, Any], *, where: str) -> list[Budget
             limits.append(
                 BudgetLimit(key, limit, key_stat, confidence=key_confidence, energy=energy)
             )
+        elif key in ACCURACY_KEYS and KEYS[key].paired:
+            limits.append(_paired_limit(kwargs, key, where, confidence))
         elif key in ACCURACY_KEYS:
             if KEYS[key].takes_k:
                 k, floor = _k_and_floor(value, where=where, key=key)
@@ -411,13 +492,60 @@ def parse_marker_kwargs(kwargs: Mapping[str, Any], *, where: str) -> list[Budget
     limits += _load_limits(kwargs, where, confidence)
     limits += _text_limits(kwargs, where)
     limits += _hardware_limits(kwargs, where)
-    if not limits and "compare_fail" not in kwargs:
+    if not limits and "compare_fail" not in kwargs and "relative_to_best" not in kwargs:
         raise BudgetSpecError(
             f"{where}: budget marker sets no limit; give at least one of {', '.join(BUDGET_KEYS)}"
         )
     if "eff_reference" in kwargs and not any(lim.key == "eff_at_k" for lim in limits):
         raise BudgetSpecError(f"{where}: eff_reference= is given without eff_at_k in its marker")
     return limits
+
+
+def _paired_limit(
+    kwargs: Mapping[str, Any], key: str, where: str, confidence: float | None
+) -> BudgetLimit:
+    """``tokens_saved=0.2, versus="self_consistency(n=5)"`` (``candidate=``,
+    ``accuracy_margin=`` optional): a share of the baseline's tokens, at least 0."""
+    value = kwargs[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+        raise BudgetSpecError(
+            f"{_where(where, key, value)} must be the share of the baseline's tokens to save, "
+            "in [0, 1): 0.2 saves a fifth, 0 asks only for no more tokens"
+        )
+    names = {}
+    for modifier in ("versus", "candidate"):
+        name = kwargs.get(modifier)
+        if (modifier == "versus" or name is not None) and (not isinstance(name, str) or not name):
+            raise BudgetSpecError(
+                f"{_where(where, modifier, name)} must name a strategy as its results carry "
+                f"it (strategy.name, such as 'self_consistency(n=5)'); {key} needs versus="
+            )
+        names[modifier] = name
+    margin = kwargs.get("accuracy_margin", 0.0)
+    if isinstance(margin, bool) or not isinstance(margin, int | float) or not 0 <= margin < 1:
+        raise BudgetSpecError(
+            f"{_where(where, 'accuracy_margin', margin)} must be the accuracy the candidate "
+            "may lose and still count as not worse, in [0, 1), such as 0.05"
+        )
+    return BudgetLimit(
+        key,
+        float(value),
+        "mean",
+        confidence=confidence,
+        versus=names["versus"],
+        candidate=names["candidate"],
+        margin=float(margin),
+    )
+
+
+def _check_paired_modifiers(kwargs: Mapping[str, Any], where: str) -> None:
+    if any(KEYS[key].paired for key in kwargs if key in KEYS):
+        return
+    for modifier in ("versus", "candidate", "accuracy_margin"):
+        if modifier in kwargs:
+            raise BudgetSpecError(
+                f"{where}: {modifier}= is given without tokens_saved in its marker"
+            )
 
 
 def _text_limits(kwargs: Mapping[str, Any], where: str) -> list[BudgetLimit]:
@@ -579,12 +707,14 @@ def parse_markers(
     merged: dict[tuple[str, str, int | None, str | None], BudgetLimit] = {}
     caps: dict[str, int] = {}
     gates: dict[str, float] = {}
+    relative: dict[str, tuple[str, float, str]] = {}
     for args, kwargs in markers:
         if args:
             raise BudgetSpecError(
                 f"{where}: budget takes keyword limits only, such as "
                 f"@pytest.mark.budget(ms_per_request=500); got positional {tuple(args)!r}"
             )
+        _check_paired_modifiers(kwargs, where)  # here: hardware= variants inherit them
         for limit in parse_marker_kwargs(kwargs, where=where):
             slot = (limit.key, limit.stat, limit.k, limit.hardware)
             earlier = merged.get(slot)
@@ -595,6 +725,8 @@ def parse_markers(
                 )
             merged[slot] = limit
         gates.update(_compare_fail(kwargs.get("compare_fail"), where))
+        for key, factor in _relative_to_best(kwargs.get("relative_to_best"), where).items():
+            relative[key] = (key, factor, str(kwargs.get("stat", DEFAULT_STAT)))
         for cap in ("min_samples", "max_samples"):
             if cap in kwargs:
                 value = _count(kwargs[cap], where=where, key=cap)
@@ -607,6 +739,7 @@ def parse_markers(
         caps.get("min_samples"),
         caps.get("max_samples"),
         tuple(gates.items()),
+        tuple(relative.values()),
     )
     if spec.min_samples and spec.max_samples and spec.min_samples > spec.max_samples:
         raise BudgetSpecError(
@@ -649,6 +782,41 @@ def _compare_fail(value: object, where: str) -> dict[str, float]:
             )
         gates[str(metric)] = float(threshold)
     return gates
+
+
+RELATIVE_THROUGHPUT = "tokens_per_s"
+"""``relative_to_best`` may name it beside the cost keys: output tokens per second of
+engine time, a floor (best is the highest); ``records.sweep.THROUGHPUT_KEY``."""
+
+
+def _relative_to_best(value: object, where: str) -> dict[str, float]:
+    """``relative_to_best={"ms_per_request": 1.1}``: at most 1.1x the best engine's."""
+    if value is None:
+        return {}
+    keys = [RELATIVE_THROUGHPUT, *COST_KEYS]
+    if not isinstance(value, Mapping) or not value:
+        raise BudgetSpecError(
+            f"{_where(where, 'relative_to_best', value)} must map a key to a factor >= 1, "
+            "for example relative_to_best={'ms_per_request': 1.1} (at most 10% slower than "
+            "the best engine of the sweep)"
+        )
+    factors = {}
+    for key, factor in value.items():
+        if key not in keys:
+            kind = "an accuracy or load key" if key in KEYS else "not a key"
+            raise BudgetSpecError(
+                f"{where}: budget relative_to_best names {key!r}, {kind}; it takes "
+                f"{', '.join(keys)}"
+            )
+        if isinstance(factor, bool) or not isinstance(factor, int | float) or not factor >= 1:
+            raise BudgetSpecError(
+                f"{where}: budget relative_to_best[{key!r}] = {factor!r} must be a number "
+                ">= 1: how many times the best engine's figure is allowed (1.1: within 10%)"
+            )
+        if math.isinf(factor):
+            raise BudgetSpecError(f"{where}: budget relative_to_best[{key!r}] must be finite")
+        factors[str(key)] = float(factor)
+    return factors
 
 
 def _describe(limit: BudgetLimit) -> str:

@@ -139,7 +139,7 @@ def _compare(args: argparse.Namespace) -> int:
     for line in render_table(COMPARISON_HEADER, comparison_rows(comparison)):
         print(line)
     print(summary_line(comparison))
-    _write_reports(args, candidate, comparison)
+    _write_reports(args, candidate, comparison, baseline)
     failing = comparison.gate_failures
     if failing:
         print("gate failed (--fail):", file=sys.stderr)
@@ -149,16 +149,28 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_reports(args: argparse.Namespace, run: dict[str, Any], comparison: Any) -> bool:
+def _write_reports(
+    args: argparse.Namespace,
+    run: dict[str, Any],
+    comparison: Any,
+    baseline: dict[str, Any] | None = None,
+) -> bool:
+    """Markdown and/or HTML of ``run``; the HTML draws ``baseline``'s latencies beside
+    the run's, and the Markdown links to the HTML when both are written."""
+    import os
+
     from pytest_inferbudget.report.html import render_html
     from pytest_inferbudget.report.markdown import render_markdown
     from pytest_inferbudget.storage import write_text_atomic
 
     if args.md:
-        write_text_atomic(Path(args.md), render_markdown(run, comparison))
+        link = ""
+        if args.html:
+            link = os.path.relpath(Path(args.html).resolve(), Path(args.md).resolve().parent)
+        write_text_atomic(Path(args.md), render_markdown(run, comparison, link))
         print(f"report written to {args.md}")
     if args.html:
-        write_text_atomic(Path(args.html), render_html(run, comparison))
+        write_text_atomic(Path(args.html), render_html(run, comparison, baseline))
         print(f"report written to {args.html}")
     return bool(args.md or args.html)
 
@@ -221,7 +233,13 @@ def _report(args: argparse.Namespace) -> int:
     run = load_run(_run_path(args, args.run))
     carried = run.get("comparison")
     comparison = Comparison.from_dict(carried) if carried else None
-    if not _write_reports(args, run, comparison):
+    baseline = None
+    if comparison is not None:  # its baseline's latencies beside, when it is still saved
+        try:
+            baseline = load_run(_run_path(args, comparison.baseline_run_id))
+        except InferBudgetError as exc:
+            print(f"baseline not drawn: {exc}", file=sys.stderr)
+    if not _write_reports(args, run, comparison, baseline):
         raise InferBudgetError("give --md PATH and/or --html PATH")
     return 0
 

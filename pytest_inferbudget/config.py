@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from pytest_inferbudget.engines import DEFAULT_ENGINE_SPEC, EngineSpec
+from pytest_inferbudget.engines.sweep import EngineChoice, engine_choices
 from pytest_inferbudget.errors import EngineSpecError
 
 SETTINGS: pytest.StashKey[Settings] = pytest.StashKey()
@@ -26,9 +27,11 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(
         "--inferbudget-engine",
         metavar="SPEC",
+        action="append",
         default=None,
         help=f"engine for the session's fixtures, NAME:TARGET (default: ini inferbudget_engine, "
-        f"else {DEFAULT_ENGINE_SPEC})",
+        f"else {DEFAULT_ENGINE_SPEC}); repeat it to sweep several engines (each test that "
+        "uses infer runs once per engine; ID=SPEC names one)",
     )
     group.addoption(
         "--inferbudget-json",
@@ -126,6 +129,13 @@ def add_options(parser: pytest.Parser) -> None:
         help="write a self-contained HTML report with plots to PATH",
     )
     group.addoption(
+        "--inferbudget-html-url",
+        metavar="URL",
+        default=None,
+        help="where the Markdown report links for the HTML report (a CI artifact's "
+        "address); default: the HTML file's path relative to the Markdown file",
+    )
+    group.addoption(
         "--inferbudget-profile",
         metavar="PATH",
         default=None,
@@ -187,8 +197,10 @@ def add_options(parser: pytest.Parser) -> None:
     )
     parser.addini(
         "inferbudget_engine",
-        help=f"default engine spec NAME:TARGET (default {DEFAULT_ENGINE_SPEC})",
-        default=DEFAULT_ENGINE_SPEC,
+        type="linelist",
+        help=f"default engine spec NAME:TARGET (default {DEFAULT_ENGINE_SPEC}); several "
+        "(a list, or one per line) sweep them",
+        default=[DEFAULT_ENGINE_SPEC],
     )
 
 
@@ -227,6 +239,7 @@ class Settings:
     """Every option and ini key of the plugin, read once at configure."""
 
     engine: str
+    """The (first) engine's spec."""
     json_path: Path | None
     strict: bool = False
     energy: str = "auto"
@@ -248,12 +261,21 @@ class Settings:
     variation (``--inferbudget-compare-history``); 0: none."""
     markdown_path: Path | None = None
     html_path: Path | None = None
+    html_url: str = ""
+    """``--inferbudget-html-url``: the Markdown report's link to the HTML report."""
     profile_path: Path | None = None
     accelerator: str | None = None
     record_path: Path | None = None
     replay_path: Path | None = None
     sandbox: str = "auto"
     """Containment of generated code (``--inferbudget-sandbox``): auto, bwrap, unshare, none."""
+    engines: tuple[EngineChoice, ...] = ()
+    """Every engine of the session with its id; more than one is an engine sweep."""
+
+    @property
+    def sweep(self) -> bool:
+        """Several engines: every test that uses ``infer`` runs once per engine."""
+        return len(self.engines) > 1
 
     @property
     def writes_reports(self) -> bool:
@@ -267,7 +289,12 @@ class Settings:
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
-        engine = config.getoption("inferbudget_engine") or config.getini("inferbudget_engine")
+        texts = config.getoption("inferbudget_engine") or config.getini("inferbudget_engine")
+        try:
+            engines = engine_choices([str(t) for t in texts] or [DEFAULT_ENGINE_SPEC])
+        except EngineSpecError as exc:
+            raise pytest.UsageError(f"--inferbudget-engine: {exc}") from exc
+        engine = engines[0].spec
         record_path = _path(config, config.getoption("inferbudget_record"))
         replay_path = _path(config, config.getoption("inferbudget_replay"))
         if replay_path:  # the cassette is the engine
@@ -278,6 +305,10 @@ class Settings:
             raise pytest.UsageError(str(exc)) from exc
         if spec.name == "replay":
             replay_path = Path(spec.target)
+        if len(engines) > 1:
+            _check_sweep(config, engines, replay_path, record_path)
+        else:
+            engines = (engines[0]._replace(spec=str(engine)),)
         if record_path and replay_path:
             raise pytest.UsageError(
                 "--inferbudget-record and --inferbudget-replay exclude each other: record "
@@ -309,6 +340,7 @@ class Settings:
             ab=_ab_choice(config, spec),
             markdown_path=_path(config, config.getoption("inferbudget_md")),
             html_path=_path(config, config.getoption("inferbudget_html")),
+            html_url=config.getoption("inferbudget_html_url") or "",
             profile_path=_path(
                 config,
                 config.getoption("inferbudget_profile") or config.getini("inferbudget_profile"),
@@ -320,6 +352,36 @@ class Settings:
             record_path=record_path,
             replay_path=replay_path,
             sandbox=_sandbox_choice(config),
+            engines=engines,
+        )
+
+
+def _check_sweep(
+    config: pytest.Config,
+    engines: tuple[EngineChoice, ...],
+    replay_path: Path | None,
+    record_path: Path | None,
+) -> None:
+    """What an engine sweep cannot be combined with, said before any engine loads."""
+    for choice in engines:
+        try:
+            EngineSpec.parse(choice.spec)
+        except EngineSpecError as exc:
+            raise pytest.UsageError(f"--inferbudget-engine: {exc}") from exc
+    if replay_path or any(EngineSpec.parse(c.spec).name == "replay" for c in engines):
+        raise pytest.UsageError(
+            "an engine sweep (several --inferbudget-engine) times engines against each "
+            "other; a replayed cassette has no timings: sweep real engines only"
+        )
+    if record_path:
+        raise pytest.UsageError(
+            "--inferbudget-record writes one engine's cassette; record with one "
+            "--inferbudget-engine, not a sweep of several"
+        )
+    if config.getoption("inferbudget_ab"):
+        raise pytest.UsageError(
+            "--inferbudget-ab pairs two engines on every call and an engine sweep runs each "
+            "test once per engine; use one of the two"
         )
 
 

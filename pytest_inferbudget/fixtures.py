@@ -15,6 +15,7 @@ import pytest
 from pytest_inferbudget.budget import item_budget
 from pytest_inferbudget.config import SETTINGS
 from pytest_inferbudget.engines import Engine, EngineSpec
+from pytest_inferbudget.engines.sweep import EngineChoice, engine_id_of
 from pytest_inferbudget.errors import InferBudgetError
 from pytest_inferbudget.run import RECORDER, RUN
 
@@ -31,23 +32,34 @@ WORKERS_PER_GPU_ENV = "INFERBUDGET_WORKERS_PER_GPU"
 IN_PROCESS_GPU_ENGINES = ("transformers", "vllm")
 
 
-def engine_fixture(pytestconfig: pytest.Config) -> Iterator[Engine]:
+def engine_fixture(
+    pytestconfig: pytest.Config, choice: EngineChoice | None = None
+) -> Iterator[Engine]:
     """Body of the ``inference_engine`` fixture: GPUs for this xdist worker and idle power
     are settled before the engine loads its model (CUDA reads the one, the model warms
-    the other)."""
-    spec = EngineSpec.parse(pytestconfig.stash[SETTINGS].engine)
+    the other). ``choice``: the sweep's engine of this parameter (None: the session's one);
+    closed, and its memory given back, before pytest sets up the next."""
+    settings = pytestconfig.stash[SETTINGS]
+    spec = EngineSpec.parse(choice.spec if choice is not None else settings.engine)
     try:
         _before_load(pytestconfig, spec)
     except InferBudgetError as exc:
         pytest.fail(f"inferbudget: cannot start engine '{spec}': {exc}", pytrace=False)
     engine = _make_engine(pytestconfig, spec, "engine")
     try:
-        pytestconfig.stash[RUN].note_engine(engine)
+        pytestconfig.stash[RUN].note_engine(engine, choice.id if choice is not None else "")
     except BaseException:
         engine.close()
         raise
-    yield engine
-    engine.close()
+    try:
+        yield engine
+    finally:
+        engine.close()
+        if choice is not None:
+            import gc
+
+            del engine
+            gc.collect()  # the next engine of the sweep loads into the memory this frees
 
 
 def _make_engine(config: pytest.Config, spec: EngineSpec, what: str) -> Engine:
@@ -262,7 +274,7 @@ def make_recorder(
     from pytest_inferbudget.verdicts import evaluate
 
     run = request.config.stash[RUN]
-    run.note_engine(inference_engine)
+    run.note_engine(inference_engine, engine_id_of(request.node))
     spec = item_budget(request.node)
     if spec.confident:
         recorder = Recorder(

@@ -74,7 +74,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return f"inferbudget: engine {config.stash[SETTINGS].engine}"
+    settings = config.stash[SETTINGS]
+    if settings.sweep:
+        named = ", ".join(f"{c.id}={c.spec}" for c in settings.engines)
+        return f"inferbudget: engine sweep over {len(settings.engines)} engines: {named}"
+    return f"inferbudget: engine {settings.engine}"
 
 
 BUDGET_ERRORS: pytest.StashKey[list[str]] = pytest.StashKey()
@@ -127,11 +131,29 @@ def pytest_inferbudget_make_engine(
 
 
 @pytest.fixture(scope="session")
-def inference_engine(pytestconfig: pytest.Config) -> Iterator[Engine]:
-    """The session's engine, from --inferbudget-engine or the ini key; loaded once."""
+def inference_engine(
+    request: pytest.FixtureRequest, pytestconfig: pytest.Config
+) -> Iterator[Engine]:
+    """The session's engine, from --inferbudget-engine or the ini key; loaded once. In an
+    engine sweep, one engine per parameter, each closed before the next loads."""
     from pytest_inferbudget.fixtures import engine_fixture
 
-    yield from engine_fixture(pytestconfig)
+    yield from engine_fixture(pytestconfig, getattr(request, "param", None))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """An engine sweep: every test that uses the engine (through ``infer``, ``load`` ...)
+    runs once per engine. Session-scoped parameters make pytest run the tests engine by
+    engine, so each engine is loaded once."""
+    settings = metafunc.config.stash[SETTINGS]
+    if settings.sweep and "inference_engine" in metafunc.fixturenames:
+        metafunc.parametrize(
+            "inference_engine",
+            list(settings.engines),
+            indirect=True,
+            scope="session",
+            ids=[choice.id for choice in settings.engines],
+        )
 
 
 @pytest.hookimpl(trylast=True)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, overload
 
 from pytest_inferbudget.errors import EngineError, InferBudgetError
+from pytest_inferbudget.meters.windows import token_shares
 from pytest_inferbudget.records import Prompt, Request, Response, Score, Trace
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from pytest_inferbudget.engines import Engine
     from pytest_inferbudget.meters import MemoryMeter, Meter
     from pytest_inferbudget.meters.machine import MachineLoadMeter
+    from pytest_inferbudget.meters.windows import EnergyWindows
     from pytest_inferbudget.perfmodel.predictions import Predictor
     from pytest_inferbudget.records import (
         BudgetResult,
@@ -54,24 +56,48 @@ class Metering:
     loads: list[MachineLoad] = dataclasses.field(default_factory=list)
     """Every engine call's machine load, in order: a test reads the ones made during it."""
     _windows: itertools.count[int] = dataclasses.field(default_factory=itertools.count)
+    energy_windows: EnergyWindows | None = dataclasses.field(default=None, init=False)
+    """Joins consecutive calls into energy windows the meter resolves (NVML's counter)."""
 
-    def call(self, engine: Engine, requests: Sequence[Request]) -> list[Response]:
+    def __post_init__(self) -> None:
+        if self.energy is not None:
+            from pytest_inferbudget.meters.windows import EnergyWindows
+
+            self.energy_windows = EnergyWindows(self.energy)
+
+    def call(
+        self, engine: Engine, requests: Sequence[Request], *, join: bool = True
+    ) -> list[Response]:
         """One engine call inside one energy, memory and machine-load window, shared out
         per request.
 
         A batch's energy and CPU time are split between its requests in proportion to
-        their completion tokens (equally when none produced any).
+        their completion tokens (equally when none produced any). Where the energy meter
+        moves in steps too coarse for one call (NVML's counter), consecutive calls share
+        one energy window (:mod:`pytest_inferbudget.meters.windows`) unless ``join`` is
+        False (interleaved A/B calls, whose engines must not share a window).
         """
+        windows = self.energy_windows
+        if join and windows is not None and windows.joining:
+            return windows.joined(lambda: self._call(engine, requests, metered=False))
+        return self._call(engine, requests, metered=True)
+
+    def _call(
+        self, engine: Engine, requests: Sequence[Request], *, metered: bool
+    ) -> list[Response]:
         key = f"engine-call-{next(self._windows)}"
-        meters = [m for m in (self.energy, self.memory, self.machine) if m is not None]
+        energy_meter = self.energy if metered else None
+        meters = [m for m in (energy_meter, self.memory, self.machine) if m is not None]
         for meter in meters:
             meter.begin_window(key)
         try:
             responses = _call_engine(engine, requests)
         finally:
-            energy = self.energy.end_window(key) if self.energy is not None else None
+            energy = energy_meter.end_window(key) if energy_meter is not None else None
             memory = self.memory.end_window(key) if self.memory is not None else None
             load = self.machine.end_window(key) if self.machine is not None else None
+        if energy is not None:
+            energy = dataclasses.replace(energy, window_id=key, window_calls=1)
         peak_mb = memory.peak_rss_mb if memory is not None else None
         if load is not None:
             self.loads.append(load)
@@ -80,11 +106,8 @@ class Metering:
             cpu_ms = load.own_cpu_s * 1000.0
         if self.predictor is not None:
             responses = [self.predictor.annotate(r) for r in responses]
-        tokens = [r.completion_tokens for r in responses]
-        total = sum(tokens)
         shared = []
-        for response, count in zip(responses, tokens, strict=True):
-            share = count / total if total else 1 / len(responses)
+        for response, share in zip(responses, token_shares(responses), strict=True):
             shared.append(
                 dataclasses.replace(
                     response,
@@ -119,6 +142,9 @@ class Recorder:
         self.sandbox = sandbox
         """Containment of :meth:`score_code`'s runs (``--inferbudget-sandbox``)."""
         self.metering = metering or Metering()
+        if self.metering.energy_windows is not None:  # a window an earlier test left open
+            self.metering.energy_windows.close()
+            self.metering.energy_windows.forget()
         self._first_load = len(self.metering.loads)
         self.traces: list[Trace] = []
         self.scores: list[Score] = []
@@ -139,6 +165,22 @@ class Recorder:
     @property
     def responses(self) -> list[Response]:
         return [r for t in self.traces for r in t.responses]
+
+    def close_energy_window(self) -> None:
+        """Close the energy window that joins this test's engine calls and give every
+        response in it its share. The plugin calls it after the test body (and
+        ``sample_until_confident`` before each look); call it yourself to read
+        ``response.energy`` mid-test. A no-op where each call has its own window."""
+        windows = self.metering.energy_windows
+        if windows is None:
+            return
+        windows.close()
+        self.traces = [windows.settle_trace(t) for t in self.traces]
+        self._trace_of = {
+            key: (result, windows.settle_trace(trace))
+            for key, (result, trace) in self._trace_of.items()
+        }
+        windows.forget()
 
     @property
     def machine_load(self) -> MachineLoad | None:
@@ -292,6 +334,8 @@ class Recorder:
                 answer,
                 efficiency,
                 eflops=trace.eflops,
+                reasoning_tokens=trace.reasoning_tokens,
+                strategy=trace.strategy,
             )
         )
 
@@ -324,6 +368,7 @@ class Recorder:
                     generation.e2e_ms,
                     sample_answer,
                     eflops=_share(result.eflops, generation.completion_tokens, result),
+                    reasoning_tokens=generation.reasoning_tokens,
                 )
             )
 
@@ -416,6 +461,7 @@ class Recorder:
             before = self.sample_count
             for _ in range(batch):
                 workload()
+            self.close_energy_window()  # a batch's calls are judged with their energy
             if self.sample_count == before:
                 raise InferBudgetError(
                     "the workload recorded no generation and no score; it must call infer(...)"
@@ -490,11 +536,12 @@ def _interleaved(
     state falls on both sides alike."""
     if partner is None:
         return metering.call(engine, requests), None
+    # the two engines' calls alternate, so none of them may join another's energy window
     if order.random() < 0.5:
-        theirs = metering.call(partner, requests)
-        return metering.call(engine, requests), theirs
-    ours = metering.call(engine, requests)
-    return ours, metering.call(partner, requests)
+        theirs = metering.call(partner, requests, join=False)
+        return metering.call(engine, requests, join=False), theirs
+    ours = metering.call(engine, requests, join=False)
+    return ours, metering.call(partner, requests, join=False)
 
 
 def _call_engine(engine: Engine, requests: Sequence[Request]) -> list[Response]:

@@ -74,15 +74,25 @@ class InferBudgetRun:
         """Why the asked-for baseline could not be loaded: reported with the outputs at the
         end, failing the run, so the tests still run and their records are written."""
         self._engine_noted = False
+        self.engines: dict[str, EngineInfo] = {}
+        """In an engine sweep: every engine by id, once loaded."""
+        self._relative_judged: set[str] = set()
+        """Tests (ids without engine) whose ``relative_to_best`` a test item has judged."""
         self._compare = True
         """False once the start-up check found no baseline and was told to warn."""
 
     # ------------------------------------------------------------------ engine, meters
 
-    def note_engine(self, engine: Engine) -> None:
+    def note_engine(self, engine: Engine, engine_id: str = "") -> None:
         """Describe the engine actually used (a conftest may have swapped it in), and
         find the baseline for its hardware key: a missing or broken one fails the run at its
-        end (``baseline_error``), after every test has run and been recorded."""
+        end (``baseline_error``), after every test has run and been recorded. In an engine
+        sweep (``engine_id``) every engine is kept; the first is the run's."""
+        if engine_id:
+            if engine_id not in self.engines:
+                self.engines[engine_id] = {**engine.describe(), "spec": engine.spec}
+            if self._engine_noted:
+                return
         if self._engine_noted and self.engine.get("spec") == engine.spec:
             return
         from pytest_inferbudget.hardware import Machine
@@ -128,6 +138,9 @@ class InferBudgetRun:
     def note_meter(self, meter: Meter) -> None:
         available, reason = meter.available()
         self.meters = {"energy": meter.name, "energy_available": available, "energy_note": reason}
+        resolution = getattr(meter, "resolution_s", None)  # NVML: the counter's update period
+        if available and isinstance(resolution, float):
+            self.meters["energy_update_period_s"] = resolution
 
     def run_identity(self) -> dict[str, Any]:
         """What a saved run's hardware key is computed from."""
@@ -138,13 +151,23 @@ class InferBudgetRun:
     def run_record(self) -> RunRecord:
         from pytest_inferbudget.records import RunRecord
 
-        return RunRecord(
+        record = RunRecord(
             self.run_id,
             self.started_at,
             engine=self.engine,
             tests=self.tests,
             meters=self.meters,
         )
+        if self.settings.sweep:
+            from pytest_inferbudget.compare.engines import engine_sweep
+
+            record.engines = self._sweep_engines()
+            record.sweep = engine_sweep(self.tests, record.engines)
+        return record
+
+    def _sweep_engines(self) -> dict[str, EngineInfo]:
+        """The sweep's engines in order; one never loaded by its spec alone."""
+        return {c.id: self.engines.get(c.id, {"spec": c.spec}) for c in self.settings.engines}
 
     # ------------------------------------------------------------------ per test
 
@@ -215,7 +238,19 @@ class InferBudgetRun:
         """The failure text when this test's gated metrics regressed against the baseline
         or, interleaved, the A/B engine against the session's (or, strict, could not be
         judged); "" when the gates pass or do not apply."""
-        return "\n".join(m for m in (self._baseline_gate(record), self._ab_gate(record)) if m)
+        gates = (self._baseline_gate(record), self._ab_gate(record), self._relative_gate(record))
+        return "\n".join(m for m in gates if m)
+
+    def _relative_gate(self, record: TestRecord) -> str:
+        """``relative_to_best``, judged by the test's run on the sweep's last engine."""
+        if not record.relative_to_best or not self.settings.sweep:
+            return ""
+        from pytest_inferbudget.compare.engines import relative_gate
+
+        order = [c.id for c in self.settings.engines]
+        judged, message = relative_gate(record, self.tests, order)
+        self._relative_judged.update(judged)
+        return message
 
     def _ab_gate(self, record: TestRecord) -> str:
         if not record.ab_traces:
@@ -276,6 +311,8 @@ class InferBudgetRun:
         from pytest_inferbudget.records import TestRecord
         from pytest_inferbudget.verdicts import evaluate
 
+        if recorder is not None:
+            recorder.close_energy_window()  # its calls' energy, before anything reads it
         traces = list(recorder.traces) if recorder else []
         scores = list(recorder.scores) if recorder else []
         sequential = recorder is not None and recorder.sampled_sequentially
@@ -295,6 +332,9 @@ class InferBudgetRun:
             capacity=capacity,
             texts=texts,
         )
+        from pytest_inferbudget.engines.sweep import engine_id_of
+        from pytest_inferbudget.records.sweep import RelativeLimit
+
         record = TestRecord(
             item.nodeid,
             traces,
@@ -307,6 +347,8 @@ class InferBudgetRun:
             capacity=capacity,
             ab_traces=list(recorder.partner_traces) if recorder else [],
             texts=texts,
+            engine=engine_id_of(item),  # "" outside an engine sweep
+            relative_to_best=[RelativeLimit(k, f, s) for k, f, s in spec.relative_to_best],
         )
         item.stash[RECORD] = record
         for result in results:  # JUnit XML carries each measured value as a property
@@ -363,12 +405,14 @@ class InferBudgetRun:
         engine = node.workeroutput.get(REPORT_KEY + "_engine")
         if engine:
             self.engine = engine
+        self.engines.update(node.workeroutput.get(REPORT_KEY + "_engines", {}))
 
     # ------------------------------------------------------------------ end of run
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if hasattr(self.config, "workerinput"):  # xdist worker: the controller writes
             self.config.workeroutput[REPORT_KEY + "_engine"] = dict(self.engine)  # type: ignore[attr-defined]
+            self.config.workeroutput[REPORT_KEY + "_engines"] = dict(self.engines)  # type: ignore[attr-defined]
             return
         settings = self.settings
         if settings.record_path is not None:
@@ -380,6 +424,7 @@ class InferBudgetRun:
             and self.baseline is None
             and not self.baseline_error
             and self.partner is None
+            and not settings.sweep
         ):
             return
         from pytest_inferbudget.report.outputs import write_outputs
@@ -396,6 +441,12 @@ class InferBudgetRun:
         )
         if self.history_note:
             self.outputs.lines.append(self.history_note)
+        if self.settings.sweep:  # relative_to_best that no test run could judge
+            from pytest_inferbudget.compare.engines import unjudged_failures
+
+            if error := unjudged_failures(self.run_record().sweep, self._relative_judged):
+                self.outputs.errors.append(error)
+                self.outputs.failed = True
         if self.baseline_error:
             self.outputs.errors.insert(0, self.baseline_error)
             self.outputs.failed = True
@@ -407,7 +458,12 @@ class InferBudgetRun:
         if self.tests:
             from pytest_inferbudget.report import terminal
 
-            lines = terminal.summary_lines(self.run_record())
+            record = self.run_record()
+            lines = terminal.summary_lines(record)
+            if record.sweep is not None:
+                from pytest_inferbudget.report.sweep import sweep_lines
+
+                lines += sweep_lines(record.sweep)
         lines += self.cassette_lines
         outputs = self.outputs
         if lines or outputs or self.baseline_note:

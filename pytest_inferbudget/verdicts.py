@@ -3,6 +3,12 @@
 Split from :mod:`pytest_inferbudget.budget` so that collection never loads it: the plugin
 imports it once a budgeted test has run. Imports point one way: verdicts -> budget,
 records, metrics.
+
+Longer than 500 lines because every key family of the budget table (cost samples, ratios
+of totals, accuracy scores, paired strategies, load and text keys) is judged here on one
+verdict rule (confident bound, else point, else inconclusive with its reason); the pure
+statistics live in :mod:`pytest_inferbudget.metrics`, the pairing of strategies in
+:mod:`pytest_inferbudget.strategies.judging`.
 """
 
 from __future__ import annotations
@@ -10,13 +16,14 @@ from __future__ import annotations
 import fnmatch
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pytest_inferbudget.budget import (
     COST_KEYS,
     KEYS,
     LOAD_KEYS,
     TEXT_KEYS,
+    TOKEN_COST_UNITS,
     BudgetLimit,
     BudgetSpec,
     Key,
@@ -24,7 +31,14 @@ from pytest_inferbudget.budget import (
 )
 from pytest_inferbudget.metrics import summarize
 from pytest_inferbudget.metrics.saturation import Saturation, saturation
-from pytest_inferbudget.records import BudgetResult, CapacitySearch, LoadRun, Score, Trace
+from pytest_inferbudget.records import (
+    BudgetResult,
+    CapacitySearch,
+    Judgement,
+    LoadRun,
+    Score,
+    Trace,
+)
 from pytest_inferbudget.records.energy import MAX_RELATIVE_ERROR
 from pytest_inferbudget.records.information import TextMeasurement
 from pytest_inferbudget.vocabulary import QUANTILES, Direction, EnergyMethod, Outcome, Verdict
@@ -44,10 +58,23 @@ def _energy_note(traces: Sequence[Trace]) -> str:
                 return f"energy unmeasured: {response.energy.note or 'no meter'}"
             error = response.energy.relative_error
             if error is not None and error > MAX_RELATIVE_ERROR:
+                energy = response.energy
+                calls = energy.window_calls or 1
                 return (
                     f"the energy windows are too short for the counter: error bound "
-                    f"{error:.0%} of the figure (over {MAX_RELATIVE_ERROR:.0%}); batch the "
-                    "requests into calls of a second or more (docs/energy.md)"
+                    f"{error:.0%} of the figure (over {MAX_RELATIVE_ERROR:.0%}) in a window "
+                    f"of {calls} engine call{'s' if calls > 1 else ''} over "
+                    f"{energy.window_s:.2f} s; make the test's engine calls longer or more "
+                    "(a window joins consecutive calls until the bound holds; docs/energy.md)"
+                )
+            net = response.energy.net_energy_j
+            bound = response.energy.error_j
+            if net is not None and bound is not None and bound > MAX_RELATIVE_ERROR * abs(net):
+                return (
+                    f"net energy is not resolved: the counter's error bound ({bound:.3g} J) "
+                    f"is over {MAX_RELATIVE_ERROR:.0%} of the net figure ({net:.3g} J) over "
+                    f"the {response.energy.window_s:.2f} s window; budget gross energy, or "
+                    "make the test's engine calls longer or more (docs/energy.md)"
                 )
     return "energy was not measured for every request"
 
@@ -58,17 +85,6 @@ def samples_of(key: str, traces: Sequence[Trace], energy: str = "gross") -> list
     if sample is None:
         raise TypeError(f"{key} has no per-trace samples")
     return [float(v) for t in traces for v in sample(t, energy) if v is not None]
-
-
-@dataclass(slots=True)
-class _Judgement:
-    measured: float | None
-    samples: int
-    verdict: Verdict
-    reason: str = ""
-    ci: tuple[float | None, float | None] = (None, None)
-    ci_confidence: float | None = None
-    per_problem: dict[str, float] = field(default_factory=dict)
 
 
 def evaluate(
@@ -112,6 +128,8 @@ def evaluate(
 
                 judgement.verdict = Verdict.INCONCLUSIVE
                 judgement.reason = saturated_reason(saturated)
+        elif KEYS[limit.key].paired:
+            judgement = _judge_paired(limit, scores)
         else:
             judgement = _judge_accuracy(limit, scores)
         results.append(
@@ -136,10 +154,10 @@ def evaluate(
 
 def _judge_load(
     limit: BudgetLimit, runs: Sequence[LoadRun], capacity: Sequence[CapacitySearch]
-) -> _Judgement:
+) -> Judgement:
     from pytest_inferbudget.load.judging import judge_load
 
-    found = judge_load(
+    return judge_load(
         limit.key,
         limit.limit,
         runs,
@@ -148,17 +166,15 @@ def _judge_load(
         requires_correct=limit.requires_correct,
         confidence=limit.confidence,
     )
-    return _Judgement(found.measured, found.samples, found.verdict, found.reason, found.ci,
-                      found.confidence)  # fmt: skip
 
 
-def _judge_text(limit: BudgetLimit, texts: Sequence[TextMeasurement]) -> _Judgement:
+def _judge_text(limit: BudgetLimit, texts: Sequence[TextMeasurement]) -> Judgement:
     from pytest_inferbudget.perfmodel.information import text_figure
 
     measured, samples, reason = text_figure(limit.key, texts, limit.text)
     if measured is None:
-        return _Judgement(None, samples, Verdict.UNMEASURED, reason)
-    return _Judgement(measured, samples, _point_verdict(measured, limit))
+        return Judgement(None, samples, Verdict.UNMEASURED, reason)
+    return Judgement(measured, samples, _point_verdict(measured, limit))
 
 
 def select_for_machine(limits: Sequence[BudgetLimit], machine: str) -> list[BudgetLimit]:
@@ -186,16 +202,16 @@ def _point_verdict(measured: float, limit: BudgetLimit) -> Verdict:
     return Verdict.PASS if within else Verdict.FAIL
 
 
-def _judge_cost(limit: BudgetLimit, traces: Sequence[Trace], sequential: bool) -> _Judgement:
+def _judge_cost(limit: BudgetLimit, traces: Sequence[Trace], sequential: bool) -> Judgement:
     metric = KEYS[limit.key]
     if metric.totals is not None:
         return _judge_total(limit, metric, traces)
     samples = samples_of(limit.key, traces, limit.energy)
     if not samples:
-        return _Judgement(None, 0, Verdict.UNMEASURED, _unmeasured_reason(limit.key, traces))
+        return Judgement(None, 0, Verdict.UNMEASURED, _unmeasured_reason(limit.key, traces))
     measured = summarize(samples, limit.stat)
     if limit.confidence is None:
-        return _Judgement(measured, len(samples), _point_verdict(measured, limit))
+        return Judgement(measured, len(samples), _point_verdict(measured, limit))
     from pytest_inferbudget.metrics import confidence as conf
 
     if limit.stat in QUANTILES:
@@ -211,7 +227,7 @@ def _judge_cost(limit: BudgetLimit, traces: Sequence[Trace], sequential: bool) -
     reason = (
         "" if verdict is not Verdict.INCONCLUSIVE else _inconclusive_reason(limit, len(samples))
     )
-    return _Judgement(measured, len(samples), verdict, reason, ci, limit.confidence)
+    return Judgement(measured, len(samples), verdict, reason, ci, limit.confidence)
 
 
 def _confident_mean(
@@ -234,6 +250,8 @@ def _unmeasured_reason(key: str, traces: Sequence[Trace]) -> str:
     if any(t.replayed for t in traces) and key not in (
         "idealized_ms_per_request",
         "eflops_per_request",
+        "reasoning_tokens",
+        "answer_tokens",
     ):
         return "replayed from a cassette: times, energy and memory are never replayed"
     if KEYS[key].unit.startswith("J"):
@@ -241,21 +259,34 @@ def _unmeasured_reason(key: str, traces: Sequence[Trace]) -> str:
     return KEYS[key].unmeasured_hint or f"no request measured {key}"
 
 
-def _judge_total(limit: BudgetLimit, metric: Key, traces: Sequence[Trace]) -> _Judgement:
+def _judge_total(limit: BudgetLimit, metric: Key, traces: Sequence[Trace]) -> Judgement:
     if metric.totals is None:
         raise TypeError(f"{limit.key} is not a ratio of totals")
     parts = [metric.totals(t, limit.energy) for t in traces]
     if not parts or any(numerator is None for numerator, _ in parts):
-        return _Judgement(None, 0, Verdict.UNMEASURED, _unmeasured_reason(limit.key, traces))
+        return Judgement(None, 0, Verdict.UNMEASURED, _unmeasured_reason(limit.key, traces))
     numerator = math.fsum(n for n, _ in parts if n is not None)
     denominator = math.fsum(d for _, d in parts)
+    speculative = limit.key in ("spec_acceptance_rate", "spec_accept_length")
     if denominator == 0:
-        return _Judgement(None, len(traces), Verdict.UNMEASURED, "the requests produced no tokens")
+        empty = "the drafter proposed no token" if speculative else "no request produced tokens"
+        return Judgement(None, len(traces), Verdict.UNMEASURED, empty)
     measured = numerator / denominator
-    return _Judgement(measured, len(traces), _point_verdict(measured, limit))
+    note = speculation_note(traces) if speculative else ""
+    return Judgement(measured, len(traces), _point_verdict(measured, limit), note)
 
 
-def _capped_reason(limit: BudgetLimit, judgement: _Judgement, capped_at: int | None) -> str:
+def speculation_note(traces: Sequence[Trace]) -> str:
+    """What the i.i.d. model expects per verification step at the measured acceptance rate
+    (shown beside the speculative keys, pass or fail; docs/speculative.md)."""
+    from pytest_inferbudget.metrics.speculative import describe
+    from pytest_inferbudget.records import Speculation
+
+    c = Speculation.total([t.speculation for t in traces])
+    return "" if c is None else describe(c.drafted, c.accepted, c.steps, c.gamma, c.approximate)
+
+
+def _capped_reason(limit: BudgetLimit, judgement: Judgement, capped_at: int | None) -> str:
     if capped_at is None or judgement.verdict is not Verdict.INCONCLUSIVE:
         return judgement.reason
     return (
@@ -278,7 +309,10 @@ def _inconclusive_reason(limit: BudgetLimit, samples: int) -> str:
 def sampling_saturation(scores: Sequence[Score], epsilon: float = 0.01) -> Saturation | None:
     """Whether a test's repeated samples paid: N* for its pass@1 and the coverage fit
     (:mod:`~pytest_inferbudget.metrics.saturation`); None when no problem was sampled twice."""
-    counts = [(len(g), sum(s.correct for s in g)) for g in _problems(scores).values()]
+    groups: dict[tuple[str, str], list[Score]] = {}
+    for score in scores:  # a test that scores several strategies samples each apart
+        groups.setdefault((score.strategy, score.problem), []).append(score)
+    counts = [(len(g), sum(s.correct for s in g)) for g in groups.values()]
     return saturation(counts, epsilon)
 
 
@@ -304,13 +338,16 @@ def _problems(scores: Sequence[Score]) -> dict[str, list[Score]]:
 def _sample_cost(score: Score, unit: str) -> float | None:
     if unit == "eflops":
         return score.eflops
+    if unit in ("answer_tokens", "reasoning_tokens"):
+        count = score.answer_tokens if unit == "answer_tokens" else score.reasoning_tokens
+        return None if count is None else float(count)
     return float(score.tokens) if unit == "tokens" else score.ms
 
 
-def _judge_accuracy(limit: BudgetLimit, scores: Sequence[Score]) -> _Judgement:
+def _judge_accuracy(limit: BudgetLimit, scores: Sequence[Score]) -> Judgement:
 
     if not scores:
-        return _Judgement(
+        return Judgement(
             None,
             0,
             Verdict.UNMEASURED,
@@ -321,7 +358,7 @@ def _judge_accuracy(limit: BudgetLimit, scores: Sequence[Score]) -> _Judgement:
     if limit.k is not None:
         fewest = min(len(group) for group in groups)
         if limit.k > fewest:
-            return _Judgement(
+            return Judgement(
                 None,
                 len(scores),
                 Verdict.UNMEASURED,
@@ -332,7 +369,7 @@ def _judge_accuracy(limit: BudgetLimit, scores: Sequence[Score]) -> _Judgement:
     try:
         per_problem = _per_problem_values(limit, groups)
     except _Unmeasurable as exc:
-        return _Judgement(None, len(scores), Verdict.UNMEASURED, str(exc))
+        return Judgement(None, len(scores), Verdict.UNMEASURED, str(exc))
     if per_problem is not None:
         measured = math.fsum(per_problem) / len(per_problem)
         by_problem = dict(zip(named, per_problem, strict=True))
@@ -342,15 +379,30 @@ def _judge_accuracy(limit: BudgetLimit, scores: Sequence[Score]) -> _Judgement:
             reason = ""
             if verdict is Verdict.INCONCLUSIVE:
                 reason = _inconclusive_reason(limit, len(per_problem))
-            return _Judgement(
+            return Judgement(
                 measured, len(scores), verdict, reason, ci, limit.confidence, by_problem
             )
         verdict = _point_verdict(measured, limit)
         if len(per_problem) < 2:
-            return _Judgement(measured, len(scores), verdict, _ONE_PROBLEM, per_problem=by_problem)
+            return Judgement(measured, len(scores), verdict, _ONE_PROBLEM, per_problem=by_problem)
         ci = _bootstrap(per_problem)
-        return _Judgement(measured, len(scores), verdict, "", ci, BOOTSTRAP_CONFIDENCE, by_problem)
+        return Judgement(measured, len(scores), verdict, "", ci, BOOTSTRAP_CONFIDENCE, by_problem)
     return _judge_ratio(limit, groups)
+
+
+def _judge_paired(limit: BudgetLimit, scores: Sequence[Score]) -> Judgement:
+    """``tokens_saved``: judged in :mod:`pytest_inferbudget.strategies.judging`."""
+    from pytest_inferbudget.strategies.judging import judge_paired
+
+    return judge_paired(
+        scores,
+        versus=str(limit.versus),
+        candidate=limit.candidate,
+        required=limit.limit,
+        margin=limit.margin,
+        confidence=limit.confidence or BOOTSTRAP_CONFIDENCE,
+        interval_confidence=BOOTSTRAP_CONFIDENCE,
+    )
 
 
 _ONE_PROBLEM = (
@@ -407,7 +459,7 @@ def _efficiency(score: Score, limit: BudgetLimit) -> float:
     return accuracy.efficiency_score(cost, limit.reference, limit.alpha)
 
 
-def _judge_ratio(limit: BudgetLimit, groups: list[list[Score]]) -> _Judgement:
+def _judge_ratio(limit: BudgetLimit, groups: list[list[Score]]) -> Judgement:
     """cost_of_pass and E3: statistics of all samples; intervals by resampling problems."""
     from pytest_inferbudget.metrics import accuracy
 
@@ -421,26 +473,29 @@ def _judge_ratio(limit: BudgetLimit, groups: list[list[Score]]) -> _Judgement:
                 [c for c in costs if c is not None], [s.correct for s in samples]
             )
         rate = sum(s.correct for s in samples) / len(samples)
-        mean_tokens = sum(s.tokens for s in samples) / len(samples)
+        # E3 divides by generated tokens: all of them, or the part cost_unit names
+        unit = limit.cost if limit.cost in TOKEN_COST_UNITS else "tokens"
+        tokens = [_sample_cost(s, unit) for s in samples]
+        if any(t is None for t in tokens):
+            raise _Unmeasurable(f"e3 counts {unit}, which were not counted for every sample")
+        mean_tokens = math.fsum(t for t in tokens if t is not None) / len(samples)
         if mean_tokens == 0:
-            raise _Unmeasurable("e3 needs the scored samples to have cost tokens")
+            raise _Unmeasurable(f"e3 needs the scored samples to have cost {unit}")
         return accuracy.e3(rate, mean_tokens)
 
     samples = sum(len(g) for g in groups)
     try:
         measured = statistic(groups)
     except _Unmeasurable as exc:
-        return _Judgement(None, samples, Verdict.UNMEASURED, str(exc))
+        return Judgement(None, samples, Verdict.UNMEASURED, str(exc))
     reason = "no sample was correct, so a pass costs without bound" if math.isinf(measured) else ""
     if len(groups) < 2:
-        return _Judgement(
-            measured, samples, _point_verdict(measured, limit), reason or _ONE_PROBLEM
-        )
+        return Judgement(measured, samples, _point_verdict(measured, limit), reason or _ONE_PROBLEM)
     ci = _bootstrap(
         [float(i) for i in range(len(groups))],
         lambda picked: statistic([groups[int(i)] for i in picked]),
     )
-    return _Judgement(
+    return Judgement(
         measured, samples, _point_verdict(measured, limit), reason, ci, BOOTSTRAP_CONFIDENCE
     )
 

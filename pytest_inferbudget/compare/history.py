@@ -9,7 +9,10 @@ per-request samples) across saved runs measures that between-run noise directly,
 and CodSpeed's history-based detection do: with ``n`` runs giving log-medians of sample
 standard deviation ``s``, the log ratio of two independent runs has standard deviation
 ``s * sqrt(2)``, and a change within ``t(1 - alpha/2, n - 1) * s * sqrt(2)`` of zero is
-what two runs of the same code are expected to show.
+what two runs of the same code are expected to show. ``s`` is estimated from the median
+absolute successive difference of the log-medians in commit order (as the change-point
+search does), not their standard deviation: a real step in the history moves one
+difference, where it would inflate the standard deviation and hide every later change.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 
 from pytest_inferbudget.budget import KEYS
+from pytest_inferbudget.metrics.changepoint import step_robust_sd
 from pytest_inferbudget.metrics.significance import student_t_quantile
 from pytest_inferbudget.records import MetricChange, RunRecord, TestRecord
 from pytest_inferbudget.verdicts import samples_of
@@ -66,7 +70,7 @@ def run_to_run_spread(medians: Sequence[float], alpha: float) -> float | None:
     logs = [math.log(m) for m in medians if m > 0 and math.isfinite(m)]
     if len(logs) < HISTORY_MIN_RUNS:
         return None
-    spread = statistics.stdev(logs) * math.sqrt(2.0)
+    spread = step_robust_sd(logs) * math.sqrt(2.0)
     return math.expm1(student_t_quantile(1.0 - alpha / 2.0, len(logs) - 1) * spread)
 
 

@@ -95,14 +95,14 @@ class EngineSpec:
     def check_options(self, allowed: Sequence[str]) -> None:
         """Refuse options the engine does not take, naming the ones it does (and the
         likeliest meant). ``server_gpu``, a hardware label, is taken by every engine."""
-        unknown = sorted(set(self.options) - {*allowed, SERVER_GPU_OPTION})
+        unknown = sorted(set(self.options) - {*allowed, SERVER_GPU_OPTION, REASONING_OPTION})
         if unknown:
             hints = "".join(_did_you_mean(name, allowed) for name in unknown)
             takes = ", ".join(allowed) if allowed else "no options"
             raise EngineSpecError(
                 f"engine spec '{self}': unknown option(s) {', '.join(unknown)}{hints}; "
                 f"the {self.name} engine takes {takes} (and {SERVER_GPU_OPTION}, a "
-                "hardware label)"
+                f"hardware label, and {REASONING_OPTION}, the reasoning delimiters)"
             )
 
     def choice(self, key: str, accepted: Sequence[str], default: str) -> str:
@@ -122,12 +122,35 @@ class EngineSpec:
             f"{', '.join(accepted)}"
         )
 
+    def reasoning_delimiters(self) -> tuple[str, str] | None:
+        """The ``reasoning`` option: the pair around a completion's reasoning in its text,
+        ``OPEN,CLOSE`` (default ``<think>,</think>``); None for ``none`` (never split)."""
+        value = self.options.get(REASONING_OPTION)
+        if value is None:
+            return DEFAULT_REASONING_DELIMITERS
+        if value.strip().lower() == "none":
+            return None
+        opener, comma, closer = value.partition(",")
+        if not comma or not opener.strip() or not closer.strip() or "," in closer:
+            raise EngineSpecError(
+                f"engine spec '{self}': {REASONING_OPTION}={value!r} is not a pair of "
+                f"delimiters; give OPEN,CLOSE (for example {REASONING_OPTION}=<think>,</think>) "
+                f"or {REASONING_OPTION}=none to keep the whole text as the answer"
+            )
+        return opener, closer
+
     def __str__(self) -> str:
         query = "&".join(f"{k}={v}" for k, v in self.options.items())
         return f"{self.name}:{self.target}" + (f"?{query}" if query else "")
 
 
 SERVER_GPU_OPTION = "server_gpu"
+REASONING_OPTION = "reasoning"
+"""Taken by every engine: the delimiters of the reasoning in a completion's text
+(:meth:`EngineSpec.reasoning_delimiters`, docs/engines.md)."""
+DEFAULT_REASONING_DELIMITERS = ("<think>", "</think>")
+"""As :data:`pytest_inferbudget.metrics.reasoning.DEFAULT_DELIMITERS` (not imported here:
+this module loads at start-up)."""
 """Names a remote server's GPU for ``hardware=`` budgets and the run key (the same name as
 :data:`pytest_inferbudget.hardware.SERVER_GPU_OPTION`, which reads it from the spec)."""
 
@@ -173,6 +196,7 @@ def create_engine(spec: EngineSpec, progress: Progress | None = None) -> Engine:
 __all__ = [
     "DEFAULT_ENGINE_SPEC",
     "ENTRY_POINT_GROUP",
+    "REASONING_OPTION",
     "SERVER_GPU_OPTION",
     "Engine",
     "EngineSpec",

@@ -7,6 +7,10 @@ exactly one.
 Pure rules (events, chunks, who counts tokens) live in ``openai_wire``, what a server
 supports in ``openai_probe``, the tokenizer fallback in ``openai_tokens``.
 
+Longer than 500 lines because sending, timing and counting a request are one path through
+the stream, with each server's variations (usage, ``n``, reasoning fields, ``/metrics``
+counters) decided at the point they arise.
+
 Each generation is one streamed request (``stream: true`` with
 ``stream_options.include_usage``). The clock starts just before the request is sent;
 TTFT is the arrival of the first chunk that carries output (text, or a finish reason:
@@ -55,9 +59,12 @@ from pytest_inferbudget.engines.openai_wire import (
     FINISH_REASONS,
     StreamState,
     StreamTiming,
+    answer_time_ms,
+    count_reasoning_tokens,
     decode_event,
     sample_seed,
     shorten,
+    split_completion,
     sse_data,
     streams_for,
     take_answer,
@@ -67,7 +74,9 @@ from pytest_inferbudget.engines.openai_wire import (
     tokens_description,
     usage_counts,
 )
+from pytest_inferbudget.engines.top_logprobs import top_fields
 from pytest_inferbudget.errors import EngineError, EngineUnavailableError
+from pytest_inferbudget.metrics.reasoning import AnswerWatch
 from pytest_inferbudget.records import EngineInfo, Generation, Request, Response, tpot_ms
 
 _sse_data = sse_data  # the names other modules (the load driver) import from here
@@ -99,6 +108,12 @@ def _import_httpx() -> Any:
     return httpx
 
 
+SPEC_METRICS_NOTE = (
+    "the server's /metrics spec_decode counters, read before and after each call and shared "
+    "among its generations by completion tokens: approximate when others use the server"
+)
+
+
 class OpenAIEngine:
     """Streams from an OpenAI-compatible ``/chat/completions`` or ``/completions``."""
 
@@ -117,6 +132,7 @@ class OpenAIEngine:
             headers=headers,
         )
         self._closed = False
+        self._reasoning_delimiters = settings.reasoning
         self._counter: TokenCounter | None = None
         self._probe_failure = "not probed yet"
         self.last_timings: list[tuple[StreamTiming, ...]] = []
@@ -220,6 +236,8 @@ class OpenAIEngine:
         }
         if capabilities is not None and not capabilities.n:
             info["n"] = "one stream per sample (the server ignores n)"
+        if self.settings.spec_metrics:
+            info["speculative"] = {"counted": SPEC_METRICS_NOTE}
         url = f"{self.settings.base_url}/models"
         try:
             listing = self._client.get(url, timeout=min(self.settings.timeout_s, 5.0))
@@ -257,6 +275,7 @@ class OpenAIEngine:
                     f"send chat requests to this server"
                 )
         jobs = [(index, sample) for index, r in enumerate(requests) for sample in range(r.n)]
+        counters = self._spec_counters() if self.settings.spec_metrics else None
         results: dict[tuple[int, int], StreamState] = {}
         cancel = threading.Event()
         limit = self.settings.max_concurrency
@@ -282,6 +301,10 @@ class OpenAIEngine:
             key: self._generation(requests[key[0]], state, streamed)
             for key, state in results.items()
         }
+        if counters is not None:
+            from pytest_inferbudget.engines.speculative import with_server_counts
+
+            generations = with_server_counts(generations, counters, self._spec_counters())
         self.last_timings = [
             tuple(results[(index, sample)].timing() for sample in range(r.n))
             for index, r in enumerate(requests)
@@ -294,6 +317,11 @@ class OpenAIEngine:
             )
             for index, r in enumerate(requests)
         ]
+
+    def _spec_counters(self) -> dict[str, int]:
+        from pytest_inferbudget.engines.speculative import read_server_counters
+
+        return read_server_counters(self._client, self._httpx, self.settings.base_url, self._spec)
 
     def _endpoint_for(self, request: Request) -> str:
         endpoint = self.settings.endpoint
@@ -329,11 +357,11 @@ class OpenAIEngine:
         else:
             body["prompt"] = str(request.prompt) + request.prefill
             path = "/completions"
-        if request.logprobs:  # the sampled token's log-probability only
+        if request.logprobs or request.top_logprobs:  # the sampled token's, and the top k
             if endpoint == "chat":
-                body.update(logprobs=True, top_logprobs=0)
+                body.update(logprobs=True, top_logprobs=request.top_logprobs)
             else:
-                body["logprobs"] = 0
+                body["logprobs"] = request.top_logprobs
         body.update(
             max_tokens=request.max_new_tokens,
             temperature=request.temperature,
@@ -360,7 +388,7 @@ class OpenAIEngine:
         attempt = 0
         while True:
             try:
-                return self._attempt(url, content, headers, streamed, cancel)
+                return self._attempt(url, content, headers, streamed, cancel, request.prefill)
             except _Retryable as exc:
                 attempt += 1
                 if attempt > self.settings.retries or cancel.is_set():
@@ -377,11 +405,15 @@ class OpenAIEngine:
         headers: dict[str, str],
         streamed: bool,
         cancel: threading.Event,
+        prefill: str = "",
     ) -> StreamState:
         """One request, timed from its own start; refusals before any output retryable."""
         httpx = self._httpx
+        delimiters = self._reasoning_delimiters
         state = StreamState(
-            start_ns=time.perf_counter_ns(), per_chunk_usage=self.settings.continuous_usage
+            start_ns=time.perf_counter_ns(),
+            per_chunk_usage=self.settings.continuous_usage,
+            watch=None if delimiters is None else AnswerWatch(delimiters, prefill=prefill),
         )
         try:
             with self._client.stream("POST", url, content=content, headers=headers) as response:
@@ -457,6 +489,7 @@ class OpenAIEngine:
             )
         counts = usage_counts(state.usage)
         text = "".join(state.text)
+        reasoning = split_completion(state, text, self._reasoning_delimiters, request.prefill)
         source = token_source(
             self.settings.tokens,
             streamed,
@@ -473,8 +506,14 @@ class OpenAIEngine:
         assert counts is not None  # token_source raised otherwise
         prompt_tokens, completion_tokens = counts
         timing = state.timing()  # an unstreamed answer has an end but no first token
+        reasoning_tokens = count_reasoning_tokens(
+            state, reasoning, text, completion_tokens, source, self._counter
+        )
         return Generation(
-            text=text,
+            text=reasoning.answer,
+            reasoning_text=reasoning.reasoning,
+            reasoning_tokens=reasoning_tokens,
+            ttfat_ms=answer_time_ms(state, reasoning, timing.ttft_ms),
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             finish_reason=finish_reason,
@@ -483,6 +522,7 @@ class OpenAIEngine:
             tpot_ms=tpot_ms(timing.e2e_ms, timing.ttft_ms, completion_tokens),
             mean_logprob=(sum(state.logprobs) / len(state.logprobs) if state.logprobs else None),
             token_source=source,
+            **top_fields(state.top_logprobs, request.top_logprobs),
         )
 
 

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from pytest_inferbudget.engines import EngineSpec
+from pytest_inferbudget.engines import DEFAULT_REASONING_DELIMITERS, EngineSpec
 from pytest_inferbudget.engines.openai_wire import TOKEN_MODES, TokenMode
 from pytest_inferbudget.errors import EngineSpecError
 
@@ -21,6 +21,7 @@ OPTIONS = (
     "tokens",
     "tokenizer",
     "probe",
+    "spec_metrics",
 )
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
 ENDPOINTS = ("auto", "chat", "completions")
@@ -43,6 +44,12 @@ class OpenAISettings:
     tokenizer: str | None = None
     """A tokenizer folder or alias; None: the one the model's name implies, if any."""
     probe: bool = True
+    spec_metrics: bool = False
+    """Read vLLM's spec-decode counters on the server's ``/metrics`` before and after each
+    call (approximate on a server that others use too; docs/speculative.md)."""
+    reasoning: tuple[str, str] | None = DEFAULT_REASONING_DELIMITERS
+    """Delimiters of reasoning written in the text, for servers without a reasoning
+    parser (the ``reasoning`` option); None: never split the text."""
 
     @classmethod
     def from_spec(cls, spec: EngineSpec) -> OpenAISettings:
@@ -77,7 +84,11 @@ class OpenAISettings:
                 f"got {concurrency!r}"
             )
         flags = {}
-        for name, default in (("continuous_usage", "false"), ("probe", "true")):
+        for name, default in (
+            ("continuous_usage", "false"),
+            ("probe", "true"),
+            ("spec_metrics", "false"),
+        ):
             value = options.get(name, default).lower()
             if value not in BOOLEANS:
                 raise EngineSpecError(
@@ -113,4 +124,6 @@ class OpenAISettings:
             tokens=tokens,
             tokenizer=options.get("tokenizer") or None,
             probe=flags["probe"],
+            spec_metrics=flags["spec_metrics"],
+            reasoning=spec.reasoning_delimiters(),
         )

@@ -11,9 +11,11 @@ import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal, NamedTuple, Protocol, get_args
 
+from pytest_inferbudget.engines.top_logprobs import openai_steps
 from pytest_inferbudget.errors import EngineError
+from pytest_inferbudget.metrics.reasoning import AnswerWatch, Delimiters, split_reasoning
 from pytest_inferbudget.records import TokenSource
 
 FINISH_REASONS = {
@@ -60,10 +62,26 @@ class StreamState:
     """Output chunks whose gap was split by the chunk's own token count."""
     logprobs: list[float] = field(default_factory=list)
     logprobs_seen: bool = False
+    top_logprobs: list[tuple[tuple[str, float], ...]] = field(default_factory=list)
+    """Per output token, the likeliest tokens the server listed (``top_logprobs``)."""
     finish_reason: str | None = None
     usage: dict[str, Any] | None = None
     usage_tokens: int = 0
     done: bool = False
+    reasoning: list[str] = field(default_factory=list)
+    """Reasoning the server sent apart from the answer (``reasoning_content``/``reasoning``)."""
+    watch: AnswerWatch | None = None
+    """Finds the answer's start in the text when the reasoning is written in it between
+    delimiters; None: the engine does not split text (``reasoning=none``)."""
+    first_answer_ns: int | None = None
+    """Arrival of the first chunk with answer text: TTFAT's end."""
+    reasoning_usage_tokens: int = 0
+    """With per-chunk usage: the tokens of chunks that carried reasoning."""
+
+    @property
+    def reasoning_apart(self) -> bool:
+        """The server sent reasoning in its own field (it runs a reasoning parser)."""
+        return bool(self.reasoning)
 
     def timing(self) -> StreamTiming:
         ttft_ms = None if self.first_ns is None else (self.first_ns - self.start_ns) / 1e6
@@ -144,17 +162,27 @@ def take_chunk(
         if not isinstance(choice, dict) or choice.get("index", 0) != 0:
             continue  # one sample per stream; ignore anything else
         text = choice_text(choice, streamed=True)
+        reasoning = choice_reasoning(choice, streamed=True)
         chat = "delta" in choice
         logprobs = choice.get("logprobs")
         if isinstance(logprobs, dict):
             state.logprobs_seen = True
             state.logprobs.extend(token_logprobs(logprobs, chat))
+            state.top_logprobs.extend(openai_steps(logprobs, chat))
         finish = choice.get("finish_reason")
+        if reasoning:
+            state.reasoning.append(reasoning)
+        answered_before = state.first_answer_ns is not None
         if text:
             state.text.append(text)
+            if starts_answer(state, text) and not answered_before:
+                state.first_answer_ns = arrival_ns
         if finish is not None and state.finish_reason is None:
             state.finish_reason = str(finish)
-        if not carries_output(text, finish, new_tokens):
+        if new_tokens and reasoning_chunk(state, bool(reasoning), answered_before):
+            state.reasoning_usage_tokens += new_tokens
+        # reasoning is output: TTFT is the first chunk with any content (vLLM's rule)
+        if not carries_output(text or reasoning, finish, new_tokens):
             continue  # e.g. the role-only first chunk of a chat stream
         gap = None if state.last_ns is None else float(arrival_ns - state.last_ns)
         state.itl_ns.extend(output_chunk_gaps(gap, new_tokens))
@@ -182,10 +210,14 @@ def take_answer(
         text = choice_text(choice, streamed=False)
         if text:
             state.text.append(text)
+        reasoning = choice_reasoning(choice, streamed=False)
+        if reasoning:
+            state.reasoning.append(reasoning)
         logprobs = choice.get("logprobs")
         if isinstance(logprobs, dict):
             state.logprobs_seen = True
             state.logprobs.extend(token_logprobs(logprobs, "message" in choice))
+            state.top_logprobs.extend(openai_steps(logprobs, "message" in choice))
         if choice.get("finish_reason") is not None:
             state.finish_reason = str(choice["finish_reason"])
     state.last_ns = arrival_ns
@@ -200,6 +232,123 @@ def choice_text(choice: dict[str, Any], *, streamed: bool) -> str | None:
         return str(content) if content else None
     text = choice.get("text")
     return str(text) if text else None
+
+
+def choice_reasoning(choice: dict[str, Any], *, streamed: bool) -> str | None:
+    """A chat choice's reasoning, sent apart by a server that runs a reasoning parser:
+    ``reasoning_content`` (DeepSeek's API, vLLM before 0.11) or ``reasoning`` (vLLM now,
+    OpenRouter)."""
+    holder = choice.get("delta" if streamed else "message")
+    if not isinstance(holder, dict):
+        return None
+    for name in ("reasoning_content", "reasoning"):
+        value = holder.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def starts_answer(state: StreamState, text: str) -> bool:
+    """Whether the answer has begun once ``text`` (a chunk's content) has arrived: at once
+    after reasoning sent apart, else where the delimiters say (:class:`AnswerWatch`)."""
+    if state.reasoning_apart or state.watch is None:
+        return True
+    return state.watch.feed(text)
+
+
+def reasoning_chunk(state: StreamState, has_reasoning: bool, answered_before: bool) -> bool:
+    """Whether a chunk's own tokens (per-chunk usage) are reasoning tokens: it carried
+    reasoning, or it came before the answer while a reasoning was open (a closing
+    delimiter's token, or one with no text). A chunk carrying both reasoning and the
+    answer's first text counts as reasoning."""
+    if has_reasoning:
+        return True
+    if answered_before or state.first_answer_ns is not None:
+        return False
+    return state.reasoning_apart or (state.watch is not None and state.watch.in_reasoning)
+
+
+def usage_reasoning_tokens(usage: dict[str, Any] | None) -> int | None:
+    """The server's own count of reasoning tokens (``completion_tokens_details.
+    reasoning_tokens``: OpenAI's API, vLLM with a reasoning parser), else None."""
+    details = None if usage is None else usage.get("completion_tokens_details")
+    if not isinstance(details, dict):
+        return None
+    count = details.get("reasoning_tokens")
+    return count if isinstance(count, int) and not isinstance(count, bool) else None
+
+
+class CompletionParts(NamedTuple):
+    """A finished generation's answer and reasoning, and where the reasoning was."""
+
+    answer: str
+    reasoning: str
+    where: Literal["none", "apart", "delimited", "unclosed"]
+    """``none``: no reasoning; ``apart``: in the server's own field; ``delimited``: between
+    the delimiters in the text; ``unclosed``: opened in the text and never closed."""
+
+
+def split_completion(
+    state: StreamState, text: str, delimiters: Delimiters | None, prefill: str
+) -> CompletionParts:
+    """Answer and reasoning: the server's split where it sent reasoning apart, else the
+    delimiters' (:func:`~pytest_inferbudget.metrics.reasoning.split_reasoning`)."""
+    if state.reasoning_apart:
+        return CompletionParts(text, "".join(state.reasoning), "apart")
+    if delimiters is None:
+        return CompletionParts(text, "", "none")
+    split = split_reasoning(text, delimiters, prefill=prefill)
+    if not split.opened:
+        return CompletionParts(text, "", "none")
+    where: Literal["delimited", "unclosed"] = "delimited" if split.closed else "unclosed"
+    return CompletionParts(split.answer, split.reasoning, where)
+
+
+class ReasoningCounter(Protocol):
+    def length_tokens(self, text: str) -> int: ...
+
+
+def count_reasoning_tokens(
+    state: StreamState,
+    parts: CompletionParts,
+    text: str,
+    completion_tokens: int,
+    source: TokenSource,
+    counter: ReasoningCounter | None,
+) -> int | None:
+    """How many completion tokens were reasoning, by the most trusted count at hand: the
+    server's ``completion_tokens_details.reasoning_tokens``; the tokens of the chunks that
+    carried reasoning (per-chunk usage); the model's tokenizer on the reasoning text (an
+    estimate, as for completions the server did not count); else None (not counted)."""
+    if parts.where == "none":
+        return 0
+    if parts.where == "unclosed":
+        return completion_tokens  # cut inside its reasoning: every token was reasoning
+    if source != "tokenizer":
+        reported = usage_reasoning_tokens(state.usage)
+        if reported is not None:
+            return min(reported, completion_tokens)
+        if state.per_chunk_usage and state.output_chunks and state.split_chunks:
+            return min(state.reasoning_usage_tokens, completion_tokens)
+    if counter is None:
+        return None
+    if parts.where == "apart":
+        counted = counter.length_tokens(parts.reasoning)
+    else:  # the generated text up to the closer's end, delimiters included
+        counted = counter.length_tokens(text[: len(text) - len(parts.answer)])
+    return min(counted, completion_tokens)
+
+
+def answer_time_ms(
+    state: StreamState, parts: CompletionParts, ttft_ms: float | None
+) -> float | None:
+    """Time to the first answer token: TTFT where there was no reasoning; else the first
+    chunk with answer text; None when unstreamed or when no answer came."""
+    if parts.where == "none" or ttft_ms is None:
+        return ttft_ms
+    if state.first_answer_ns is None or not parts.answer:
+        return None
+    return (state.first_answer_ns - state.start_ns) / 1e6
 
 
 def usage_counts(usage: dict[str, Any] | None) -> tuple[int, int] | None:

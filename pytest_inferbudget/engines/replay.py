@@ -24,7 +24,7 @@ from pytest_inferbudget.records import EngineInfo, Generation, Request, Response
 
 CASSETTE_FORMAT = "inferbudget-cassette"
 CASSETTE_VERSION = 1
-UNTIMED = {"e2e_ms": None, "ttft_ms": None, "tpot_ms": None}
+UNTIMED = {"e2e_ms": None, "ttft_ms": None, "tpot_ms": None, "ttfat_ms": None}
 
 
 def request_key(request: Request) -> str:

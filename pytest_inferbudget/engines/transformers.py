@@ -18,10 +18,12 @@ import time
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from pytest_inferbudget.engines import EngineSpec, Progress
+from pytest_inferbudget.engines import DEFAULT_REASONING_DELIMITERS, EngineSpec, Progress
 from pytest_inferbudget.engines.prompts import prompt_text
+from pytest_inferbudget.engines.speculative import CandidateCounter, positive_int
+from pytest_inferbudget.engines.top_logprobs import top_fields
 from pytest_inferbudget.errors import EngineError, EngineSpecError, EngineUnavailableError
 from pytest_inferbudget.models import resolve_model
 from pytest_inferbudget.records import (
@@ -30,10 +32,11 @@ from pytest_inferbudget.records import (
     Request,
     Response,
     TextLogprobs,
+    TopLogprobs,
     tpot_ms,
 )
 
-OPTIONS = ("device", "dtype", "batch_size")
+OPTIONS = ("device", "dtype", "batch_size", "prompt_lookup_num_tokens")
 DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 WORKERS_PER_GPU_ENV = "INFERBUDGET_WORKERS_PER_GPU"
@@ -55,16 +58,26 @@ def _import_torch_transformers() -> tuple[Any, Any]:
 
 
 class _StepClock:
-    """A streamer that only timestamps: ``times_ns[0]`` is the prompt, ``[k]`` step k."""
+    """A streamer that only timestamps: ``times_ns[0]`` is the prompt, ``[k]`` token k
+    (a step of assisted decoding puts its k tokens at once: k tokens at that time)."""
 
     def __init__(self) -> None:
         self.times_ns: list[int] = []
 
     def put(self, value: Any) -> None:
-        self.times_ns.append(time.perf_counter_ns())
+        now = time.perf_counter_ns()
+        tokens = int(value.shape[-1]) if self.times_ns and value.dim() > 1 else 1
+        self.times_ns.extend([now] * tokens)
 
     def end(self) -> None:
         pass
+
+
+class _TopRow(NamedTuple):
+    """One row's ``k`` likeliest tokens at every step, and its first step's entropy."""
+
+    steps: TopLogprobs
+    first_entropy: float
 
 
 class TransformersEngine:
@@ -78,8 +91,12 @@ class TransformersEngine:
         device: str = "auto",
         dtype: str = "auto",
         batch_size: int = 16,
+        prompt_lookup_num_tokens: int | None = None,
+        reasoning: tuple[str, str] | None = DEFAULT_REASONING_DELIMITERS,
     ) -> None:
         torch, transformers = _import_torch_transformers()
+        self.reasoning = reasoning
+        """Delimiters of the reasoning in the text (the spec's ``reasoning`` option)."""
         self._torch = torch
         self._spec = spec
         if device == "auto":
@@ -94,6 +111,9 @@ class TransformersEngine:
         self.device = device
         self.dtype = dtype
         self.batch_size = batch_size
+        self.prompt_lookup_num_tokens = prompt_lookup_num_tokens
+        """Prompt lookup decoding's tokens per step (transformers' assisted decoding,
+        one row per call); None: plain decoding."""
         self.model_path = model_path
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(model_path, padding_side="left")
         if self.tokenizer.pad_token_id is None:
@@ -145,6 +165,15 @@ class TransformersEngine:
             raise EngineSpecError(
                 f"engine spec '{spec}': batch_size must be an integer >= 1, got {batch_size!r}"
             )
+        lookup = spec.options.get("prompt_lookup_num_tokens")
+        lookup_tokens = (
+            None if lookup is None else positive_int(spec, "prompt_lookup_num_tokens", lookup)
+        )
+        if lookup_tokens is not None and "batch_size" in spec.options and int(batch_size) > 1:
+            raise EngineSpecError(
+                f"engine spec '{spec}': prompt_lookup_num_tokens decodes one row at a time "
+                "(transformers' assisted decoding takes batch_size 1); drop batch_size"
+            )
         torch, _ = _import_torch_transformers()  # fail on a missing extra before any download
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise EngineSpecError(
@@ -162,7 +191,9 @@ class TransformersEngine:
             spec=str(spec),
             device=device,
             dtype=dtype,
-            batch_size=int(batch_size),
+            batch_size=1 if lookup_tokens is not None else int(batch_size),
+            prompt_lookup_num_tokens=lookup_tokens,
+            reasoning=spec.reasoning_delimiters(),
         )
 
     @property
@@ -179,6 +210,11 @@ class TransformersEngine:
             "batch_size": self.batch_size,
             "parameters": sum(p.numel() for p in self.model.parameters()),
         }
+        if self.prompt_lookup_num_tokens is not None:
+            info["speculative"] = {
+                "method": "prompt_lookup",
+                "num_speculative_tokens": self.prompt_lookup_num_tokens,
+            }
         info.update(self._versions)  # type: ignore[typeddict-item]  # known keys, str values
         if self.device.startswith("cuda"):
             device = torch.device(self.device)
@@ -285,9 +321,15 @@ class TransformersEngine:
             if first.seed is not None:
                 torch.manual_seed(first.seed)
         want_logprobs = any(r.logprobs for r in rows)
+        want_top = max(r.top_logprobs for r in rows)
         clock = _StepClock()
+        counter = None
+        if self.prompt_lookup_num_tokens is not None:
+            settings["prompt_lookup_num_tokens"] = self.prompt_lookup_num_tokens
+            counter = CandidateCounter(self.prompt_lookup_num_tokens)
         try:
-            with torch.inference_mode():
+            counting = counter.install(self.model) if counter else contextlib.nullcontext()
+            with torch.inference_mode(), counting:
                 output = self.model.generate(
                     **encoded,
                     **settings,
@@ -295,24 +337,24 @@ class TransformersEngine:
                     eos_token_id=sorted(self.eos_token_ids),
                     streamer=clock,
                     return_dict_in_generate=True,
-                    output_logits=want_logprobs,
+                    output_logits=want_logprobs or want_top > 0,
                 )
         except Exception as exc:  # an engine fault, reported apart from budget violations
             raise EngineError(f"{self._spec}: generate failed: {exc}") from exc
         prompt_width = encoded["input_ids"].shape[1]
         new_tokens = output.sequences[:, prompt_width:]
         token_logprobs = None
-        if want_logprobs:
+        top: list[_TopRow] | None = None
+        if want_logprobs or want_top:
             # raw logits, before temperature and top-p: the model's own probabilities
-            logits = torch.stack(output.logits, dim=1).float()
-            token_logprobs = (
-                torch.log_softmax(logits, dim=-1)
-                .gather(-1, new_tokens.unsqueeze(-1))
-                .squeeze(-1)
-                .tolist()
-            )
+            log_probs = torch.log_softmax(torch.stack(output.logits, dim=1).float(), dim=-1)
+            token_logprobs = log_probs.gather(-1, new_tokens.unsqueeze(-1)).squeeze(-1).tolist()
+            if want_top:
+                top = self._top_logprobs(log_probs, want_top)
         prompt_tokens = encoded["attention_mask"].sum(dim=1).tolist()
         step_ns = clock.times_ns[1:]  # [0] is the prompt
+        from pytest_inferbudget.metrics.reasoning import split_tokens
+
         results = []
         for row, new_ids in enumerate(new_tokens.tolist()):
             length, finish_reason = self._completion_length(new_ids, first.max_new_tokens)
@@ -323,9 +365,16 @@ class TransformersEngine:
             )
             e2e_ms = (step_ns[length - 1] - start_ns) / 1e6 if length else None
             ttft_ms = (step_ns[0] - start_ns) / 1e6 if length else None
+            parts = split_tokens(
+                new_ids[:length], self._decode, self.reasoning, prefill=rows[row].prefill
+            )
+            answer_at = parts.first_answer_token
             results.append(
                 Generation(
-                    text=self.tokenizer.decode(new_ids[:length], skip_special_tokens=True),
+                    text=parts.answer,
+                    reasoning_text=parts.reasoning,
+                    reasoning_tokens=parts.reasoning_tokens,
+                    ttfat_ms=None if answer_at is None else (step_ns[answer_at] - start_ns) / 1e6,
                     prompt_tokens=int(prompt_tokens[row]),
                     completion_tokens=length,
                     finish_reason=finish_reason,
@@ -333,9 +382,43 @@ class TransformersEngine:
                     ttft_ms=ttft_ms,
                     tpot_ms=tpot_ms(e2e_ms, ttft_ms, length),
                     mean_logprob=mean_logprob,
+                    speculation=None if counter is None else counter.speculation(),
+                    **(
+                        {}
+                        if top is None
+                        else top_fields(
+                            top[row].steps[:length],
+                            rows[row].top_logprobs,  # rows of a batch may ask for other k
+                            full_entropy=top[row].first_entropy,
+                        )
+                    ),
                 )
             )
         return results
+
+    def _top_logprobs(self, log_probs: Any, k: int) -> list[_TopRow]:
+        """Each row's ``k`` likeliest tokens per step, and the exact entropy of its first
+        step's whole distribution (``log_probs``: rows x steps x vocabulary)."""
+        from pytest_inferbudget.metrics.entropy import entropy
+
+        values, ids = log_probs.topk(k, dim=-1)
+        texts: dict[int, str] = {}
+        rows = []
+        for row_values, row_ids, first in zip(
+            values.tolist(), ids.tolist(), log_probs[:, 0, :].tolist(), strict=True
+        ):
+            steps = tuple(
+                tuple(
+                    (texts.setdefault(i, str(self.tokenizer.decode([i]))), v)
+                    for i, v in zip(step_ids, step_values, strict=True)
+                )
+                for step_ids, step_values in zip(row_ids, row_values, strict=True)
+            )
+            rows.append(_TopRow(steps, entropy(first)))
+        return rows
+
+    def _decode(self, ids: Sequence[int]) -> str:
+        return str(self.tokenizer.decode(list(ids), skip_special_tokens=True))
 
     def _completion_length(self, new_ids: list[int], max_new_tokens: int) -> tuple[int, str]:
         """Tokens up to and including the first EOS (rows after it hold padding)."""

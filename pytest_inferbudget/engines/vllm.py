@@ -18,6 +18,10 @@ vLLM preallocates its KV cache, so torch's peak says nothing of a request: each 
 ``peak_gpu_memory_mb`` is the KV cache its sequences held at their longest (their blocks
 times the bytes of a block, prompt blocks shared between samples counted once). On a GPU
 each instance takes ``0.9 / instances`` of its memory when several share it.
+
+Longer than 500 lines because one engine step loop times, counts and measures every
+request (tokens, reasoning split, speculation counts, top log-probs, KV-cache memory) as it
+streams; what does not need the loop lives beside it (``speculative``, ``top_logprobs``).
 """
 
 from __future__ import annotations
@@ -34,8 +38,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_inferbudget.engines import EngineSpec, Progress
+from pytest_inferbudget.engines import DEFAULT_REASONING_DELIMITERS, EngineSpec, Progress
 from pytest_inferbudget.engines.prompts import prompt_text
+from pytest_inferbudget.engines.speculative import (
+    from_vllm_metrics,
+    sequence_counts,
+    vllm_speculative_config,
+)
+from pytest_inferbudget.engines.top_logprobs import top_fields, vllm_step
 from pytest_inferbudget.errors import EngineError, EngineSpecError, EngineUnavailableError
 from pytest_inferbudget.models import resolve_model
 from pytest_inferbudget.records import (
@@ -43,6 +53,7 @@ from pytest_inferbudget.records import (
     Generation,
     Request,
     Response,
+    Speculation,
     TextLogprobs,
     tpot_ms,
 )
@@ -54,6 +65,12 @@ OPTIONS = (
     "enforce_eager",
     "gpu_memory_utilization",
     "kv_cache_gb",
+    "speculative",
+    "num_speculative_tokens",
+    "prompt_lookup_max",
+    "prompt_lookup_min",
+    "max_num_seqs",
+    "max_num_batched_tokens",
 )
 
 CPU_DEFAULTS: dict[str, str] = {
@@ -136,6 +153,11 @@ def _parse_number(
     return value
 
 
+def _optional_int(spec: EngineSpec, values: dict[str, str], key: str) -> int | None:
+    text = values.get(key)
+    return None if text is None else int(_parse_number(spec, key, text, int, 1))
+
+
 @dataclass(frozen=True, slots=True)
 class VllmSettings:
     """The ``vllm.LLM`` arguments an engine spec can set."""
@@ -146,6 +168,12 @@ class VllmSettings:
     enforce_eager: bool
     gpu_memory_utilization: float | None
     kv_cache_gb: float | None
+    max_num_seqs: int | None = None
+    """Most sequences the scheduler runs in one step (vLLM's default when None)."""
+    speculative_config: dict[str, Any] | None = None
+    """vLLM's ``speculative_config`` (:func:`vllm_speculative_config`); None: none."""
+    max_num_batched_tokens: int | None = None
+    """Most tokens the scheduler batches in one step (vLLM's default when None)."""
 
     @classmethod
     def from_spec(cls, spec: EngineSpec, on_cpu: bool, instances: int = 1) -> VllmSettings:
@@ -184,6 +212,9 @@ class VllmSettings:
                 if kv_cache is None
                 else _parse_number(spec, "kv_cache_gb", kv_cache, float, 0.0)
             ),
+            speculative_config=vllm_speculative_config(spec),
+            max_num_seqs=_optional_int(spec, values, "max_num_seqs"),
+            max_num_batched_tokens=_optional_int(spec, values, "max_num_batched_tokens"),
         )
 
     def llm_kwargs(self) -> dict[str, Any]:
@@ -197,6 +228,13 @@ class VllmSettings:
             kwargs["gpu_memory_utilization"] = self.gpu_memory_utilization
         if self.kv_cache_gb is not None:
             kwargs["kv_cache_memory_bytes"] = int(self.kv_cache_gb * (1 << 30))
+        if self.speculative_config is not None:
+            kwargs["speculative_config"] = dict(self.speculative_config)
+            # exact drafted/accepted counts per sequence, on each request's final output
+            kwargs["per_request_spec_decode_metrics"] = "summary"
+        for name in ("max_num_seqs", "max_num_batched_tokens"):
+            if getattr(self, name) is not None:
+                kwargs[name] = getattr(self, name)
         return kwargs
 
 
@@ -207,9 +245,14 @@ class _Sample:
     token_ids: list[int] = field(default_factory=list)
     text: list[str] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
+    top: list[tuple[tuple[str, float], ...]] = field(default_factory=list)
+    """Per step, the ``k`` likeliest tokens when the request asked for ``top_logprobs``."""
     first_token_ns: int | None = None
     last_token_ns: int | None = None
     finish_reason: str | None = None
+    speculation: Speculation | None = None
+    arrivals: list[tuple[int, int]] = field(default_factory=list)
+    """(tokens so far, time) after each step that added tokens: when a token arrived."""
 
 
 class VllmEngine:
@@ -224,6 +267,8 @@ class VllmEngine:
 
         self._vllm = vllm
         self._delta = RequestOutputKind.DELTA
+        self.reasoning: tuple[str, str] | None = DEFAULT_REASONING_DELIMITERS
+        """Delimiters of the reasoning in the text (the spec's ``reasoning`` option)."""
         self._spec = spec
         self.settings = settings
         self.model_path = model_path
@@ -288,12 +333,14 @@ class VllmEngine:
             on_cpu=bool(current_platform.is_cpu()),
             instances=int(os.environ.get(WORKERS_PER_GPU_ENV, "1") or 1),
         )
-        return cls(
+        engine = cls(
             resolve_model(spec.target, progress),
             spec=str(spec),
             settings=settings,
             progress=progress,
         )
+        engine.reasoning = spec.reasoning_delimiters()
+        return engine
 
     @property
     def spec(self) -> str:
@@ -313,6 +360,12 @@ class VllmEngine:
         }
         if self.settings.kv_cache_gb is not None:
             info["kv_cache_gb"] = self.settings.kv_cache_gb
+        if self.settings.speculative_config is not None:
+            info["speculative"] = dict(self.settings.speculative_config)
+        if self.settings.max_num_seqs is not None:
+            info["max_num_seqs"] = self.settings.max_num_seqs
+        if self.settings.max_num_batched_tokens is not None:
+            info["max_num_batched_tokens"] = self.settings.max_num_batched_tokens
         info.update(self._versions)  # type: ignore[typeddict-item]  # known keys, str values
         if self._gpu_name is not None:
             info["gpu"] = self._gpu_name
@@ -364,6 +417,9 @@ class VllmEngine:
                         sample = row[completion.index]
                         if completion.token_ids:
                             sample.token_ids.extend(completion.token_ids)
+                            k = requests[by_id[output.request_id]].top_logprobs
+                            if completion.logprobs and k:
+                                sample.top.extend(vllm_step(p, k) for p in completion.logprobs)
                             if completion.logprobs:
                                 sample.logprobs.extend(
                                     position[token].logprob
@@ -374,7 +430,11 @@ class VllmEngine:
                             if sample.first_token_ns is None:
                                 sample.first_token_ns = now_ns
                             sample.last_token_ns = now_ns
+                            sample.arrivals.append((len(sample.token_ids), now_ns))
                         sample.text.append(completion.text)
+                        counted = getattr(completion, "spec_decode_metrics", None)
+                        if counted is not None:
+                            sample.speculation = from_vllm_metrics(counted)
                         if completion.finish_reason is not None and sample.finish_reason is None:
                             sample.finish_reason = str(completion.finish_reason)
                             pending -= 1
@@ -395,7 +455,7 @@ class VllmEngine:
             Response(
                 request=request,
                 generations=tuple(
-                    self._generation(sample, prompt_tokens[index], start_ns)
+                    self._generation(sample, prompt_tokens[index], start_ns, request.prefill)
                     for sample in samples[index]
                 ),
                 engine=self._spec,
@@ -451,7 +511,8 @@ class VllmEngine:
             max_tokens=request.max_new_tokens,
             # 0: the sampled token's own log-probability, from the raw logits (vLLM's
             # default logprobs_mode), as the transformers engine reports it
-            logprobs=0 if request.logprobs else None,
+            # k > 0: also the k likeliest tokens (with the sampled one, if it ranks lower)
+            logprobs=request.top_logprobs or (0 if request.logprobs else None),
             output_kind=self._delta,
         )
 
@@ -461,7 +522,9 @@ class VllmEngine:
         ids: list[int] = self.tokenizer(text, add_special_tokens=not request.chat)["input_ids"]
         return ids
 
-    def _generation(self, sample: _Sample, prompt_tokens: int, start_ns: int) -> Generation:
+    def _generation(
+        self, sample: _Sample, prompt_tokens: int, start_ns: int, prefill: str = ""
+    ) -> Generation:
         if sample.finish_reason not in ("stop", "length"):
             raise EngineError(
                 f"{self._spec}: vLLM ended a generation with finish_reason="
@@ -472,8 +535,29 @@ class VllmEngine:
         if sample.first_token_ns is not None and sample.last_token_ns is not None:
             ttft_ms = (sample.first_token_ns - start_ns) / 1e6
             e2e_ms = (sample.last_token_ns - start_ns) / 1e6
-        return Generation(
+        from pytest_inferbudget.metrics.reasoning import split_tokens
+
+        parts = split_tokens(
+            sample.token_ids,
+            lambda ids: str(self.tokenizer.decode(list(ids), skip_special_tokens=True)),
+            self.reasoning,
+            prefill=prefill,
             text="".join(sample.text),
+        )
+        # the step that brought the answer's first token
+        answer_ns = next(
+            (
+                at
+                for count, at in sample.arrivals
+                if parts.first_answer_token is not None and count > parts.first_answer_token
+            ),
+            None,
+        )
+        return Generation(
+            text=parts.answer,
+            reasoning_text=parts.reasoning,
+            reasoning_tokens=parts.reasoning_tokens,
+            ttfat_ms=None if answer_ns is None else (answer_ns - start_ns) / 1e6,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             finish_reason=sample.finish_reason,
@@ -481,6 +565,8 @@ class VllmEngine:
             ttft_ms=ttft_ms,
             tpot_ms=tpot_ms(e2e_ms, ttft_ms, completion_tokens),
             mean_logprob=(sum(sample.logprobs) / len(sample.logprobs) if sample.logprobs else None),
+            speculation=sequence_counts(self.settings.speculative_config, sample.speculation),
+            **top_fields(sample.top),  # each step already cut to the request's k
         )
 
 

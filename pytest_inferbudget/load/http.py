@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pytest_inferbudget.engines.openai_wire import SseEvents
+from pytest_inferbudget.engines.openai_wire import SseEvents, choice_reasoning
 from pytest_inferbudget.errors import EngineError
 from pytest_inferbudget.load.schedule import Schedule, prompt_of
 from pytest_inferbudget.records import LoadRequest, Request, tpot_ms
@@ -294,8 +294,8 @@ class _Stream:
                 self.text.append(str(text))
             if finish is not None and self.finish_reason is None:
                 self.finish_reason = str(finish)
-            if not text and finish is None:
-                continue  # the role-only first chunk of a chat stream
+            if not text and finish is None and not choice_reasoning(choice, streamed=True):
+                continue  # the role-only first chunk of a chat stream (reasoning is output)
             if self.last_ns is not None:
                 self.itl_ns.append(arrival_ns - self.last_ns)
             if self.first_ns is None:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_inferbudget.engines.openai_wire import output_chunk_gaps
 from pytest_inferbudget.errors import EngineError
 from pytest_inferbudget.load.schedule import Schedule, prompt_of
 from pytest_inferbudget.records import LoadRequest, Request, tpot_ms
@@ -34,7 +35,7 @@ class _Active:
     text: list[str] = field(default_factory=list)
     first_ns: int | None = None
     last_ns: int | None = None
-    itl_ns: list[int] = field(default_factory=list)
+    itl_ns: list[float] = field(default_factory=list)
     finish_reason: str = ""
 
 
@@ -140,8 +141,9 @@ class InProcessVllmDriver:
                 continue
             for completion in output.outputs:
                 if completion.token_ids:
-                    if state.last_ns is not None:
-                        state.itl_ns.append(now - state.last_ns)
+                    gap = None if state.last_ns is None else float(now - state.last_ns)
+                    # a step of k tokens (speculative decoding) is k gaps, not one long one
+                    state.itl_ns.extend(output_chunk_gaps(gap, len(completion.token_ids)))
                     state.tokens += len(completion.token_ids)
                     if state.first_ns is None:
                         state.first_ns = now

@@ -7,20 +7,10 @@ values, so this package never imports the judging layer.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
 
 from pytest_inferbudget.load.slo import Slo, summarize_slo
-from pytest_inferbudget.records import CapacitySearch, LoadRun
+from pytest_inferbudget.records import CapacitySearch, Judgement, LoadRun
 from pytest_inferbudget.vocabulary import Verdict
-
-
-class LoadJudgement(NamedTuple):
-    measured: float | None
-    samples: int
-    verdict: Verdict
-    reason: str
-    ci: tuple[float | None, float | None] = (None, None)
-    confidence: float | None = None
 
 
 def saturated_reason(runs: Sequence[LoadRun]) -> str:
@@ -42,12 +32,12 @@ def judge_load(
     slo: tuple[tuple[str, float], ...],
     requires_correct: bool,
     confidence: float | None,
-) -> LoadJudgement:
+) -> Judgement:
     """``attainment``, ``goodput_rps``, ``good_tokens_per_s`` on the runs (not probes),
     pooled; ``max_rate_rps`` on the capacity searches (the lowest, if several)."""
     if key == "max_rate_rps":
         if not capacity:
-            return LoadJudgement(
+            return Judgement(
                 None,
                 0,
                 Verdict.UNMEASURED,
@@ -57,16 +47,14 @@ def judge_load(
         probes = sum(len(c.probes) for c in capacity)
         notes = "; ".join(c.note for c in capacity if c.note)
         verdict = Verdict.PASS if found >= floor else Verdict.FAIL
-        return LoadJudgement(found, probes, verdict, notes)
+        return Judgement(found, probes, verdict, notes)
     if not any(run.measured for run in runs):
-        return LoadJudgement(
-            None, 0, Verdict.UNMEASURED, "the test ran no load; call load.run(...)"
-        )
+        return Judgement(None, 0, Verdict.UNMEASURED, "the test ran no load; call load.run(...)")
     objective = Slo.parse(slo, require_correct=requires_correct)
     if requires_correct:
         unscored = [r for run in runs for r in run.measured if r.ok and r.correct is None]
         if unscored:
-            return LoadJudgement(
+            return Judgement(
                 None,
                 len(unscored),
                 Verdict.UNMEASURED,
@@ -80,7 +68,7 @@ def judge_load(
         "good_tokens_per_s": summary.good_tokens_per_s,
     }[key]
     if measured is None:
-        return LoadJudgement(None, summary.total, Verdict.UNMEASURED, "the load run lasted no time")
+        return Judgement(None, summary.total, Verdict.UNMEASURED, "the load run lasted no time")
     ci: tuple[float | None, float | None] = (None, None)
     if key == "attainment" and confidence is not None:
         ci = (summary.lower, summary.upper)
@@ -104,6 +92,6 @@ def judge_load(
             f"; the {confidence:g} confidence interval contains {floor:g}: run longer (more "
             "requests) or lower confidence"
         )
-    return LoadJudgement(
+    return Judgement(
         measured, summary.total, verdict, reason, ci, confidence if ci != (None, None) else None
     )

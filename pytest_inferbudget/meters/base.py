@@ -30,6 +30,7 @@ __all__ = [
     "EnergyMeasurement",
     "Meter",
     "OpenWindows",
+    "WindowReader",
     "initialized_torch_cuda",
     "now_ns",
     "synchronize_accelerator",
@@ -63,6 +64,28 @@ class Meter(Protocol):
         ...
 
 
+@runtime_checkable
+class WindowReader(Protocol):
+    """A meter whose readings move in steps too coarse for one engine call (NVML's
+    counter): the recorder keeps one window open across consecutive calls, reads it after
+    each, and closes it once its error bound is small enough (docs/energy.md)."""
+
+    @property
+    def resolution_s(self) -> float | None:
+        """How often the readings move (the counter's update period); None when windows
+        need no joining (power sampling)."""
+        ...
+
+    def read_window(self, key: str) -> EnergyMeasurement:
+        """The window ``key`` from its start to now, as ``end_window`` would return it,
+        left open."""
+        ...
+
+    def discard_window(self, key: str) -> None:
+        """Forget the open window ``key`` without reading it (its last read stands)."""
+        ...
+
+
 _T = TypeVar("_T")
 
 
@@ -88,6 +111,12 @@ class OpenWindows(Generic[_T]):
                 f"{self._meter} meter: window {key!r} is already open; end it before "
                 "beginning it again, or use another key"
             )
+
+    def peek(self, key: str) -> _T:
+        """The start state of the open window ``key``, left open."""
+        if key not in self._open:
+            self.close(key)  # raises, naming the open windows
+        return self._open[key]
 
     def close(self, key: str) -> _T:
         try:

@@ -14,7 +14,10 @@ board). When the meter opens it measures that update period on the device (or ta
 ``counter_update_period_s``), and every window carries ``error_j``, a bound on what the
 counter's steps can hide: one update period at the highest power read at the window's
 ends. A window that saw the counter stand still is never read as 0 J: it falls back to
-power x time, labelled ``power_integration``, with the whole figure as its bound.
+power x time, labelled ``power_integration``, with the whole figure as its bound. The
+meter is a :class:`~.base.WindowReader` (``resolution_s``, ``read_window``): the recorder
+joins consecutive engine calls into one window until that bound is small enough
+(:mod:`~pytest_inferbudget.meters.windows`).
 
 **Idle power** must be read before the model loads (after, the board idles warmer and
 the engine's buffers hold it up): the plugin reads it before it builds the engine
@@ -340,7 +343,33 @@ class NvmlMeter:
         self._windows.open(key, start)
 
     def end_window(self, key: str) -> EnergyMeasurement:
+        return self._measure(self._windows.close(key))
+
+    @property
+    def resolution_s(self) -> float | None:
+        """The counter's update period where windows are counter differences; None while
+        power is sampled (no steps to beat) or the meter cannot measure. Opens the meter
+        (as :meth:`available` does) to know which. See :class:`~.base.WindowReader`."""
+        if not self.available()[0] or self._sampler is not None or not self._use_counter:
+            return None
+        return self._period_s or ASSUMED_UPDATE_PERIOD_S
+
+    def read_window(self, key: str) -> EnergyMeasurement:
+        """The open counter window ``key`` up to now, left open: the recorder reads a
+        joined window after each engine call (:class:`~.base.WindowReader`)."""
+        start = self._windows.peek(key)
+        if start.energy_mj is None:
+            raise MeterError("nvml meter: a power-sampled window is read only at end_window")
+        return self._measure(start)
+
+    def discard_window(self, key: str) -> None:
+        """Forget the open window ``key``; its last :meth:`read_window` stands."""
         start = self._windows.close(key)
+        if self._sampler is not None and start.energy_mj is None:
+            self._sampler.end(start.t_ns)
+
+    def _measure(self, start: _Start) -> EnergyMeasurement:
+        """The window that began at ``start``, up to now."""
         synchronize_accelerator(self._cuda_devices)
         notes: list[str] = []
         gross_j: float | None

@@ -8,7 +8,11 @@ beside ``metrics.accuracy.pass_at_k``.
 - :mod:`~pytest_inferbudget.metrics.accuracy`: pass@k, eff@k, maj@k, cost-of-pass, E3.
 - :mod:`~pytest_inferbudget.metrics.confidence`: order-statistic intervals, confidence
   sequences and the verdicts they give.
+- :mod:`~pytest_inferbudget.metrics.entropy`: a next-token distribution's entropy, whole
+  or from its top k (difficulty routing).
 - :mod:`~pytest_inferbudget.metrics.significance`: Mann-Whitney U, Holm, bootstrap ratios.
+- :mod:`~pytest_inferbudget.metrics.noninferiority`: tokens saved and paired
+  non-inferiority of one strategy against another (the ``tokens_saved`` budget).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from pytest_inferbudget.metrics.confidence import (
     quantile_ci,
     quantile_verdict,
 )
+from pytest_inferbudget.metrics.entropy import entropy, top_k_entropy
 from pytest_inferbudget.metrics.information import (
     bits_per_byte,
     code_length_bits,
@@ -57,6 +62,7 @@ __all__ = [
     "eff_at_k",
     "eff_at_k_problems",
     "efficiency_score",
+    "entropy",
     "holm",
     "information_capacity",
     "maj_at_k",
@@ -71,4 +77,5 @@ __all__ = [
     "quantile_ci",
     "quantile_verdict",
     "summarize",
+    "top_k_entropy",
 ]

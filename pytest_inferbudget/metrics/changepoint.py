@@ -16,10 +16,10 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Step", "log_steps", "pelt", "running_median"]
+__all__ = ["Step", "log_steps", "pelt", "running_median", "step_robust_sd"]
 
 
-def _noise_sd(values: Sequence[float]) -> float:
+def step_robust_sd(values: Sequence[float]) -> float:
     """Standard deviation of the noise around a piecewise-constant mean: from the median
     absolute successive difference (a step moves one difference, not the median)."""
     diffs = [abs(b - a) for a, b in itertools.pairwise(values)]
@@ -47,7 +47,7 @@ def pelt(
     n = len(x)
     if n < 2 * min_size:
         return []
-    sd = _noise_sd(x) if noise_sd is None else noise_sd
+    sd = step_robust_sd(x) if noise_sd is None else noise_sd
     spread = max(x) - min(x)
     if spread == 0.0:
         return []
@@ -108,7 +108,7 @@ def log_steps(values: Sequence[float], *, min_size: int = 2) -> list[Step]:
     if len(positive) != len(values):
         return []
     logs = [math.log(v) for v in values]
-    cuts = pelt(running_median(logs), min_size=min_size, noise_sd=_noise_sd(logs))
+    cuts = pelt(running_median(logs), min_size=min_size, noise_sd=step_robust_sd(logs))
     bounds = [0, *cuts, len(logs)]
     steps = []
     for k, cut in enumerate(cuts):

@@ -21,13 +21,17 @@ from pytest_inferbudget.records.load import (
 )
 from pytest_inferbudget.records.machine import MachineLoad
 from pytest_inferbudget.records.requests import (
+    ENTROPY_SOURCES,
+    MAX_TOP_LOGPROBS,
     TOKEN_SOURCES,
+    EntropySource,
     Generation,
     Prompt,
     Request,
     Response,
     Score,
     TokenSource,
+    TopLogprobs,
     Trace,
     tpot_ms,
 )
@@ -35,11 +39,15 @@ from pytest_inferbudget.records.results import (
     SCHEMA_VERSION,
     BudgetResult,
     CommitInfo,
+    Judgement,
     RunRecord,
     TestRecord,
 )
+from pytest_inferbudget.records.speculation import Speculation
 
 __all__ = [
+    "ENTROPY_SOURCES",
+    "MAX_TOP_LOGPROBS",
     "SCHEMA_VERSION",
     "TOKEN_SOURCES",
     "BudgetResult",
@@ -48,7 +56,9 @@ __all__ = [
     "CommitInfo",
     "Comparison",
     "EngineInfo",
+    "EntropySource",
     "Generation",
+    "Judgement",
     "LoadRequest",
     "LoadRun",
     "MachineLoad",
@@ -59,11 +69,13 @@ __all__ = [
     "RunRecord",
     "Saturation",
     "Score",
+    "Speculation",
     "TestComparison",
     "TestRecord",
     "TextLogprobs",
     "TextMeasurement",
     "TokenSource",
+    "TopLogprobs",
     "Trace",
     "decode_float",
     "encode_float",

@@ -31,8 +31,9 @@ _REQUIRED: Final = (
     "shared",
     "note",
 )
-"""The keys every serialized measurement has; ``share`` and ``error_j`` are written only
-when set, so records saved before they existed read back unchanged."""
+"""The keys every serialized measurement has; ``share``, ``error_j``, ``window_id`` and
+``window_calls`` are written only when set, so records saved before they existed read back
+unchanged."""
 
 MAX_RELATIVE_ERROR: Final = 0.10
 """Energy budgets take a figure only when its stated error bound is at most this share of
@@ -68,6 +69,12 @@ class EnergyMeasurement:
     error_j: float | None = None
     """Bound on the error of ``gross_energy_j`` from the meter's resolution (NVML's counter
     moves in steps); None where the meter states none. Scaled with the energies."""
+    window_id: str | None = None
+    """The metering window this figure comes from (a response's share names its window);
+    None for a measurement made outside the recorder."""
+    window_calls: int | None = None
+    """How many engine calls that window held: 1 for a call metered alone, more where a
+    counter too coarse for one call made the recorder join consecutive calls."""
 
     def __post_init__(self) -> None:
         try:
@@ -87,6 +94,12 @@ class EnergyMeasurement:
             isinstance(self.share, bool) or not isinstance(self.share, int | float)
         ):
             raise MeterError(f"share must be a number or None, got {self.share!r}")
+        if self.window_calls is not None and (
+            isinstance(self.window_calls, bool)
+            or not isinstance(self.window_calls, int)
+            or self.window_calls < 1
+        ):
+            raise MeterError(f"window_calls must be an int >= 1 or None, got {self.window_calls!r}")
 
     @classmethod
     def unmeasured(
@@ -144,6 +157,8 @@ class EnergyMeasurement:
             "note": self.note,
             **({} if self.share is None else {"share": self.share}),
             **({} if self.error_j is None else {"error_j": self.error_j}),
+            **({} if self.window_id is None else {"window_id": self.window_id}),
+            **({} if self.window_calls is None else {"window_calls": self.window_calls}),
         }
 
     @classmethod
@@ -164,6 +179,8 @@ class EnergyMeasurement:
             note=str(data["note"]),
             share=_optional_number(data, "share") if "share" in data else None,
             error_j=_optional_number(data, "error_j") if "error_j" in data else None,
+            window_id=None if data.get("window_id") is None else str(data["window_id"]),
+            window_calls=data.get("window_calls"),
         )
 
 

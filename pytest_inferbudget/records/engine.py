@@ -34,6 +34,10 @@ class EngineInfo(TypedDict, total=False):
     tensor_parallel_size: int
     enforce_eager: bool
     kv_cache_gb: float
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    speculative: dict[str, Any]
+    """Speculative decoding the engine was configured with (method, tokens per step)."""
     # an OpenAI-compatible server
     base_url: str
     endpoint: str

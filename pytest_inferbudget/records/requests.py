@@ -3,6 +3,9 @@
 Everything here converts to and from builtin types only (``to_dict`` / ``from_dict``),
 so records cross xdist's wire, land in JSON reports and come back unchanged.
 ``None`` always means "not measured", never zero.
+
+Longer than 500 lines because a request's records (request, generation, response,
+trace, score) are read together by every budget key, each with its codec beside it.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any, Literal, get_args
 
 from pytest_inferbudget.errors import MeterError
 from pytest_inferbudget.records.energy import MAX_RELATIVE_ERROR, EnergyMeasurement
+from pytest_inferbudget.records.speculation import Speculation
 
 Prompt = str | tuple[dict[str, str], ...]
 """A chat prompt: one user message as a string, or a sequence of ``{"role", "content"}``."""
@@ -24,6 +28,20 @@ or the model's tokenizer applied to the text afterwards (an estimate, as ``vllm 
 serve`` makes when a server reports no usage)."""
 TOKEN_SOURCES: tuple[TokenSource, ...] = get_args(TokenSource)
 ESTIMATED_TOKEN_SOURCES: frozenset[TokenSource] = frozenset({"tokenizer"})
+
+MAX_TOP_LOGPROBS = 20
+"""The most alternatives per position a request may ask for: OpenAI's API caps
+``top_logprobs`` at 20, and so does vLLM's default ``max_logprobs``."""
+
+EntropySource = Literal["full", "top_k"]
+"""How a first-token entropy was computed: ``full``, from the whole vocabulary's
+distribution (exact); ``top_k``, from the ``k`` most likely tokens renormalised (a
+truncation that ignores the tail, at most ``ln k``; docs/strategies.md)."""
+ENTROPY_SOURCES: tuple[EntropySource, ...] = get_args(EntropySource)
+
+TopLogprobs = tuple[tuple[tuple[str, float], ...], ...]
+"""Per output position, the most likely tokens and their natural-log probabilities,
+most likely first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +60,9 @@ class Request:
     """Text the answer must start with, continued by the model (budget forcing, formats)."""
     logprobs: bool = False
     """Ask the engine for each completion's mean token log-probability."""
+    top_logprobs: int = 0
+    """Ask for the ``k`` most likely tokens at each output position (0: none; at most
+    :data:`MAX_TOP_LOGPROBS`) and the first token's entropy, where the engine can."""
 
     def __post_init__(self) -> None:
         if isinstance(self.prompt, list):
@@ -69,6 +90,16 @@ class Request:
             problems.append(f"temperature must be >= 0, got {self.temperature!r}")
         if not 0.0 < float(self.top_p) <= 1.0:
             problems.append(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if (
+            isinstance(self.top_logprobs, bool)
+            or not isinstance(self.top_logprobs, int)
+            or not 0 <= self.top_logprobs <= MAX_TOP_LOGPROBS
+        ):
+            problems.append(
+                f"top_logprobs must be an integer from 0 (none) to {MAX_TOP_LOGPROBS} (the "
+                f"most OpenAI's API and vLLM's default max_logprobs return), "
+                f"got {self.top_logprobs!r}"
+            )
         if self.n > 1 and self.temperature == 0.0:
             problems.append(
                 f"n={self.n} samples with temperature=0 would be {self.n} copies of the greedy "
@@ -94,6 +125,8 @@ class Request:
             "chat": self.chat,
             "prefill": self.prefill,
             "logprobs": self.logprobs,
+            # only when asked: a cassette keys on this dict, and older ones lack it
+            **({"top_logprobs": self.top_logprobs} if self.top_logprobs else {}),
         }
 
     @classmethod
@@ -109,6 +142,7 @@ class Request:
             chat=data["chat"],
             prefill=data.get("prefill", ""),
             logprobs=data.get("logprobs", False),
+            top_logprobs=data.get("top_logprobs", 0),
         )
 
 
@@ -134,12 +168,54 @@ class Generation:
     """Mean log-probability of the completion's tokens under the model, when asked for."""
     token_source: TokenSource = "token_ids"
     """Who counted ``prompt_tokens`` and ``completion_tokens`` (:data:`TokenSource`)."""
+    speculation: Speculation | None = None
+    """Drafted and accepted tokens when the engine decoded speculatively; None otherwise."""
+    reasoning_text: str = ""
+    """The reasoning before the answer (a server's ``reasoning_content``, or the text
+    between the reasoning delimiters); ``text`` is the answer alone (docs/engines.md)."""
+    reasoning_tokens: int | None = None
+    """Completion tokens spent on reasoning (0: none); None when they could not be counted."""
+    ttfat_ms: float | None = None
+    """Time to the first answer token: ``ttft_ms`` counts reasoning tokens as output,
+    this does not; None when the completion gave no answer (or was not streamed)."""
+    top_logprobs: TopLogprobs | None = None
+    """When the request asked for ``top_logprobs=k``: per output position, the ``k`` most
+    likely tokens (as text) and their log-probabilities, most likely first."""
+    first_token_entropy: float | None = None
+    """Entropy in nats of the first output token's distribution (``-sum p ln p``), when
+    the request asked for ``top_logprobs``: how unsure the model was as it began."""
+    entropy_source: EntropySource | None = None
+    """Whether ``first_token_entropy`` is exact (``full``) or from the top k (``top_k``)."""
 
     def __post_init__(self) -> None:
+        if (self.first_token_entropy is None) != (self.entropy_source is None):
+            raise ValueError(
+                "first_token_entropy and entropy_source go together: set both or neither, got "
+                f"{self.first_token_entropy!r} and {self.entropy_source!r}"
+            )
+        if self.entropy_source is not None and self.entropy_source not in ENTROPY_SOURCES:
+            raise ValueError(
+                f"entropy_source must be one of {', '.join(ENTROPY_SOURCES)}, "
+                f"got {self.entropy_source!r}"
+            )
         if self.token_source not in TOKEN_SOURCES:
             raise ValueError(
                 f"token_source must be one of {', '.join(TOKEN_SOURCES)}, got {self.token_source!r}"
             )
+        if self.reasoning_tokens is not None and not (
+            0 <= self.reasoning_tokens <= self.completion_tokens
+        ):
+            raise ValueError(
+                f"reasoning_tokens must be between 0 and completion_tokens "
+                f"({self.completion_tokens}), got {self.reasoning_tokens!r}"
+            )
+
+    @property
+    def answer_tokens(self) -> int | None:
+        """Completion tokens after the reasoning (the end-of-sequence token included)."""
+        if self.reasoning_tokens is None:
+            return None
+        return self.completion_tokens - self.reasoning_tokens
 
     @property
     def tokens_estimated(self) -> bool:
@@ -157,6 +233,25 @@ class Generation:
             "tpot_ms": self.tpot_ms,
             "mean_logprob": self.mean_logprob,
             "token_source": self.token_source,
+            **({} if self.speculation is None else {"speculation": self.speculation.to_dict()}),
+            **({"reasoning_text": self.reasoning_text} if self.reasoning_text else {}),
+            **(
+                {} if self.reasoning_tokens is None else {"reasoning_tokens": self.reasoning_tokens}
+            ),
+            **({} if self.ttfat_ms is None else {"ttfat_ms": self.ttfat_ms}),
+            **(
+                {}
+                if self.top_logprobs is None
+                else {"top_logprobs": [[list(t) for t in p] for p in self.top_logprobs]}
+            ),
+            **(
+                {}
+                if self.first_token_entropy is None
+                else {
+                    "first_token_entropy": self.first_token_entropy,
+                    "entropy_source": self.entropy_source,
+                }
+            ),
         }
 
     @classmethod
@@ -174,6 +269,24 @@ class Generation:
             tpot_ms=data["tpot_ms"],
             mean_logprob=data.get("mean_logprob"),
             token_source=data.get("token_source", default_source),
+            speculation=(
+                None
+                if data.get("speculation") is None
+                else Speculation.from_dict(data["speculation"])
+            ),
+            reasoning_text=data.get("reasoning_text", ""),
+            reasoning_tokens=data.get("reasoning_tokens"),
+            ttfat_ms=data.get("ttfat_ms"),
+            top_logprobs=(
+                None
+                if data.get("top_logprobs") is None
+                else tuple(
+                    tuple((str(token), float(lp)) for token, lp in position)
+                    for position in data["top_logprobs"]
+                )
+            ),
+            first_token_entropy=data.get("first_token_entropy"),
+            entropy_source=data.get("entropy_source"),
         )
 
 
@@ -262,6 +375,18 @@ class Response:
     @property
     def ttft_ms(self) -> float | None:
         values = [g.ttft_ms for g in self.generations if g.ttft_ms is not None]
+        return min(values) if values else None
+
+    @property
+    def reasoning_tokens(self) -> int | None:
+        """Reasoning tokens of all samples; None if any sample's were not counted."""
+        values = [g.reasoning_tokens for g in self.generations]
+        return None if any(v is None for v in values) else sum(v or 0 for v in values)
+
+    @property
+    def ttfat_ms(self) -> float | None:
+        """The earliest sample's first answer token, as ``ttft_ms`` takes the earliest."""
+        values = [g.ttfat_ms for g in self.generations if g.ttfat_ms is not None]
         return min(values) if values else None
 
     @property
@@ -370,6 +495,25 @@ class Trace:
         return self.responses[0].ttft_ms if self.responses else None
 
     @property
+    def ttfat_ms(self) -> float | None:
+        """The first engine call's first answer token, as ``ttft_ms`` takes the first call's."""
+        return self.responses[0].ttfat_ms if self.responses else None
+
+    @property
+    def reasoning_tokens(self) -> int | None:
+        """Reasoning tokens of all the trace's calls; None if any call's were not counted."""
+        values = [r.reasoning_tokens for r in self.responses]
+        if not values or any(v is None for v in values):
+            return None
+        return sum(v or 0 for v in values)
+
+    @property
+    def answer_tokens(self) -> int | None:
+        """Completion tokens less reasoning tokens; None where reasoning was not counted."""
+        reasoning = self.reasoning_tokens
+        return None if reasoning is None else self.completion_tokens - reasoning
+
+    @property
     def tpot_ms(self) -> float | None:
         values = [g.tpot_ms for g in self.generations if g.tpot_ms is not None]
         return sum(values) / len(values) if values else None
@@ -408,6 +552,12 @@ class Trace:
     @property
     def eflops(self) -> float | None:
         return _sum_or_none([r.eflops for r in self.responses])
+
+    @property
+    def speculation(self) -> Speculation | None:
+        """The speculative-decoding counts of all the trace's generations summed; None if
+        any generation has none (it was not decoded speculatively, or not counted)."""
+        return Speculation.total([g.speculation for g in self.generations])
 
     @property
     def cpu_ms(self) -> float | None:
@@ -460,6 +610,16 @@ class Score:
     ``none``: uncontained); None for a score that ran no code."""
     eflops: float | None = None
     """Memory-aware cost of the sample (``Response.eflops``), where predicted."""
+    reasoning_tokens: int | None = None
+    """Of ``tokens``, those spent on reasoning; None where they were not counted."""
+    strategy: str = ""
+    """The name of the strategy that produced the sample (``Trace.strategy``); empty for a
+    plain request. Lets one test score several strategies on the same problems."""
+
+    @property
+    def answer_tokens(self) -> int | None:
+        """``tokens`` less ``reasoning_tokens``: what the answer itself cost."""
+        return None if self.reasoning_tokens is None else self.tokens - self.reasoning_tokens
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -471,14 +631,21 @@ class Score:
             "efficiency": self.efficiency,
             "containment": self.containment,
             **({} if self.eflops is None else {"eflops": self.eflops}),
+            **(
+                {} if self.reasoning_tokens is None else {"reasoning_tokens": self.reasoning_tokens}
+            ),
+            **({"strategy": self.strategy} if self.strategy else {}),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Score:
+        optional = ("containment", "eflops", "reasoning_tokens", "strategy")
         return cls(
-            **{key: data[key] for key in cls.__slots__ if key not in ("containment", "eflops")},
+            **{key: data[key] for key in cls.__slots__ if key not in optional},
             containment=data.get("containment"),
             eflops=data.get("eflops"),
+            reasoning_tokens=data.get("reasoning_tokens"),
+            strategy=data.get("strategy", ""),
         )
 
 

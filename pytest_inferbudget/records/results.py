@@ -12,7 +12,22 @@ from pytest_inferbudget.records.information import TextMeasurement
 from pytest_inferbudget.records.load import CapacitySearch, LoadRun
 from pytest_inferbudget.records.machine import MachineLoad
 from pytest_inferbudget.records.requests import Response, Score, Trace
+from pytest_inferbudget.records.sweep import EngineSweep, RelativeLimit
 from pytest_inferbudget.vocabulary import Direction, Verdict
+
+
+@dataclass(slots=True)
+class Judgement:
+    """One limit judged, before it becomes a :class:`BudgetResult`: what every judge
+    (cost samples, scores, load runs, paired strategies) returns to ``verdicts``."""
+
+    measured: float | None
+    samples: int
+    verdict: Verdict
+    reason: str = ""
+    ci: tuple[float | None, float | None] = (None, None)
+    ci_confidence: float | None = None
+    per_problem: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +115,11 @@ class TestRecord:
     same requests, served in randomized alternation), in the same order."""
     texts: list[TextMeasurement] = field(default_factory=list)
     """Every ``infer.measure_text`` of the test (information capacity, bits per byte)."""
+    engine: str = ""
+    """In an engine sweep (several ``--inferbudget-engine``): the id of the engine that ran
+    this test; "" when the session had one engine."""
+    relative_to_best: list[RelativeLimit] = field(default_factory=list)
+    """The marker's ``relative_to_best`` limits, judged across the sweep's engines."""
 
     @property
     def responses(self) -> list[Response]:
@@ -119,6 +139,12 @@ class TestRecord:
             **({"capacity": [c.to_dict() for c in self.capacity]} if self.capacity else {}),
             **({"ab_traces": [t.to_dict() for t in self.ab_traces]} if self.ab_traces else {}),
             **({"texts": [t.to_dict() for t in self.texts]} if self.texts else {}),
+            **({"engine": self.engine} if self.engine else {}),
+            **(
+                {"relative_to_best": [r.to_dict() for r in self.relative_to_best]}
+                if self.relative_to_best
+                else {}
+            ),
         }
 
     @classmethod
@@ -136,6 +162,8 @@ class TestRecord:
             capacity=[CapacitySearch.from_dict(c) for c in data.get("capacity", [])],
             ab_traces=[Trace.from_dict(t) for t in data.get("ab_traces", [])],
             texts=[TextMeasurement.from_dict(t) for t in data.get("texts", [])],
+            engine=data.get("engine", ""),
+            relative_to_best=[RelativeLimit.from_dict(r) for r in data.get("relative_to_best", [])],
         )
 
 
@@ -184,6 +212,10 @@ class RunRecord:
     ab_comparison: Comparison | None = None
     """Under ``--inferbudget-ab``: the second engine against the session's, test by test,
     on the same requests served in alternation."""
+    engines: dict[str, EngineInfo] = field(default_factory=dict)
+    """In an engine sweep: every engine by id (``engine`` is then the first one)."""
+    sweep: EngineSweep | None = None
+    """In an engine sweep: the engines compared per test and in total."""
 
     @property
     def machine(self) -> MachineLoad | None:
@@ -217,6 +249,10 @@ class RunRecord:
             data["comparison"] = self.comparison.to_dict()
         if self.ab_comparison is not None:
             data["ab_comparison"] = self.ab_comparison.to_dict()
+        if self.engines:
+            data["engines"] = dict(self.engines)
+        if self.sweep is not None:
+            data["sweep"] = self.sweep.to_dict()
         return data
 
     @classmethod
@@ -248,4 +284,6 @@ class RunRecord:
             ab_comparison=(
                 Comparison.from_dict(data["ab_comparison"]) if data.get("ab_comparison") else None
             ),
+            engines=dict(data.get("engines", {})),
+            sweep=EngineSweep.from_dict(data["sweep"]) if data.get("sweep") else None,
         )

@@ -12,10 +12,15 @@ from pytest_inferbudget.vocabulary import Change
 
 
 def format_change(change: MetricChange) -> str:
-    """``+12.3%``; ``+inf%`` from a zero baseline."""
+    """``+12.3%``; ``+inf%`` from a zero baseline; a paired change (the geometric mean of
+    the per-request ratios, as interleaved A/B gives) with its bootstrap interval,
+    ``-35.0% [-40.1%, -29.6%]``: the ratio B/A is one plus it."""
     if math.isinf(change.relative_change):
         return "+inf%" if change.relative_change > 0 else "-inf%"
-    return f"{change.relative_change:+.1%}"
+    text = f"{change.relative_change:+.1%}"
+    if change.method == "paired" and change.ci_low is not None and change.ci_high is not None:
+        text += f" [{change.ci_low:+.1%}, {change.ci_high:+.1%}]"
+    return text
 
 
 def format_p(change: MetricChange) -> str:

@@ -1,13 +1,10 @@
-"""A run as one self-contained HTML page, its plots inline SVG drawn here.
+"""A run as one self-contained HTML page.
 
 No network: no external script, style sheet, font or image, and a Content-Security-Policy
 that forbids loading any and allows only the page's own script (by hash). Every text that
-comes from a test or a model is escaped with :func:`html.escape`.
-
-Plots: per test, the per-request latency (and time to first token) as a strip plot over
-a box plot, against the test's budget lines, the baseline's distribution beside the
-current one when a baseline run is given; and an accuracy-cost frontier of the tests that
-recorded scores (fraction correct against mean completion tokens per scored sample).
+comes from a test or a model is escaped with :func:`html.escape`. The plots are inline
+SVG from :mod:`pytest_inferbudget.report.plots`; the load, sweep and history sections
+from their own modules.
 """
 
 from __future__ import annotations
@@ -15,12 +12,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from html import escape
 from typing import TYPE_CHECKING, Any
 
-from pytest_inferbudget.metrics.stats import quantile
-from pytest_inferbudget.records import BudgetResult, RunRecord, TestRecord, Trace
+from pytest_inferbudget.records import RunRecord, TestRecord, Trace
 from pytest_inferbudget.report.history import Series, history_section
 from pytest_inferbudget.report.load_html import load_sections
 from pytest_inferbudget.report.markdown import (
@@ -30,17 +26,16 @@ from pytest_inferbudget.report.markdown import (
     run_totals,
     shorten,
 )
-from pytest_inferbudget.report.svg import (
-    coord as _n,
-    extent as _extent,
-    nice_ticks,
-    tick_label as _tick_label,
-)
-from pytest_inferbudget.report.terminal import format_value
+from pytest_inferbudget.report.plots import frontier_plot, score_points, strip_plot
+from pytest_inferbudget.report.terminal import format_value, shows_reason
 
 if TYPE_CHECKING:
-    from pytest_inferbudget.records import Comparison
+    from pytest_inferbudget.records import Comparison, MetricChange
 
+NUMERIC_COLUMNS = frozenset(
+    {"baseline", "current", "change", "n", "threshold", "p", "limit", "measured", "interval"}
+)
+"""Right-aligned, unwrapped columns of the report's tables."""
 TRACES_SHOWN = 50
 """Requests listed per test; the rest are counted."""
 OUTPUT_CHARS = 4000
@@ -49,7 +44,16 @@ PROMPT_CHARS = 1000
 LATENCY_PLOTS: tuple[tuple[str, str, Callable[[Trace], float | None]], ...] = (
     ("ms_per_request", "ms per request", lambda t: t.e2e_ms),
     ("ttft_ms", "time to first token (ms)", lambda t: t.ttft_ms),
+    ("ttfat_ms", "time to first answer token (ms)", lambda t: _answer_time(t)),
 )
+"""Per-request latencies drawn for each test; TTFAT only where a request reasoned."""
+
+
+def _answer_time(trace: Trace) -> float | None:
+    """TTFAT of a trace that reasoned (else it is TTFT, drawn already)."""
+    reasoned = any(g.reasoning_text or g.reasoning_tokens for g in trace.generations)
+    return trace.ttfat_ms if reasoned else None
+
 
 _SCRIPT = """(function () {
   var button = document.getElementById("ib-toggle");
@@ -73,7 +77,9 @@ h3 { font-size: 15px; margin: 18px 0 6px; word-break: break-all; }
 table { border-collapse: collapse; margin: 6px 0 12px; }
 th, td { border: 1px solid #d0d7de; padding: 3px 8px; text-align: left; vertical-align: top; }
 th { background: #f6f8fa; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+table.grouped tbody.group { border-top: 2px solid #8c959f; }
+table.grouped td[title] { cursor: help; text-decoration: underline dotted #8c959f; }
 .fail, .regression { color: #b42318; font-weight: 600; }
 .pass, .improvement { color: #1a7f37; }
 .inconclusive, .unmeasured, .insignificant { color: #6e7781; }
@@ -87,6 +93,8 @@ svg .median { stroke: #0550ae; stroke-width: 2; } svg .baseline .median { stroke
 svg .pt { fill: #0969da; fill-opacity: 0.55; } svg .pt.baseline { fill: #6e7781; }
 svg .budget { stroke: #cf222e; stroke-dasharray: 5 3; stroke-width: 1.5; }
 svg .budget-label { fill: #cf222e; }
+svg .change { font-size: 11px; } svg .change.regression { fill: #cf222e; font-weight: 600; }
+svg .change.improvement { fill: #1a7f37; } svg .interval line { stroke: #0550ae; stroke-width: 2; }
 svg .frontier { fill: none; stroke: #1a7f37; stroke-width: 1.5; }
 svg .dot { fill: #0969da; } svg .dot.baseline { fill: #ffffff; stroke: #6e7781; }
 button { margin: 4px 0 12px; }
@@ -101,183 +109,18 @@ def _csp() -> str:
     )
 
 
-def _budget_label(budget: BudgetResult) -> str:
-    relation = "≤" if budget.direction == "at_most" else "≥"
-    return f"{budget.stat} {relation} {budget.limit:g} {budget.unit}".strip()
-
-
-def strip_plot(
-    title: str,
-    rows: Sequence[tuple[str, Sequence[float]]],
-    budgets: Sequence[BudgetResult],
-    unit: str,
-) -> str:
-    """Horizontal strip-over-box plot: one row per (label, samples), budget lines across.
-
-    Each row shows every sample as a dot (jittered vertically, deterministically), the box
-    from the first to the third quartile with the median, and whiskers to min and max.
-    """
-    rows = [(label, list(values)) for label, values in rows if values]
-    if not rows:
-        return ""
-    left, right, top, row_height, bottom = 90.0, 24.0, 40.0, 46.0, 34.0
-    width = 760.0
-    height = top + row_height * len(rows) + bottom
-    everything = [v for _, values in rows for v in values] + [b.limit for b in budgets]
-    low, high = _extent(everything)
-    low = max(low, 0.0) if min(everything) >= 0 else low
-
-    def x(value: float) -> float:
-        return left + (value - low) / (high - low) * (width - left - right)
-
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_n(width)}" height="{_n(height)}" '
-        f'viewBox="0 0 {_n(width)} {_n(height)}" role="img" class="ib-plot" '
-        f'aria-label="{escape(title)}">',
-        f"<title>{escape(title)}</title>",
-        f'<text x="{_n(left)}" y="14" font-weight="600">{escape(title)}</text>',
-    ]
-    axis_y = top + row_height * len(rows)
-    for tick in nice_ticks(low, high):
-        tx = x(tick)
-        parts.append(
-            f'<line class="grid" x1="{_n(tx)}" y1="{_n(top)}" x2="{_n(tx)}" y2="{_n(axis_y)}"/>'
-            f'<line class="axis" x1="{_n(tx)}" y1="{_n(axis_y)}" x2="{_n(tx)}" '
-            f'y2="{_n(axis_y + 4)}"/>'
-            f'<text x="{_n(tx)}" y="{_n(axis_y + 16)}" text-anchor="middle">'
-            f"{escape(_tick_label(tick))}</text>"
-        )
-    parts.append(
-        f'<line class="axis" x1="{_n(left)}" y1="{_n(axis_y)}" x2="{_n(width - right)}" '
-        f'y2="{_n(axis_y)}"/>'
-        f'<text x="{_n(width - right)}" y="{_n(axis_y + 30)}" text-anchor="end">'
-        f"{escape(unit)}</text>"
-    )
-    for index, (label, values) in enumerate(rows):
-        kind = "baseline" if label == "baseline" else "current"
-        middle = top + row_height * index + row_height / 2
-        q1, median, q3 = (quantile(values, q) for q in (0.25, 0.5, 0.75))
-        parts.append(f'<g class="{kind}">')
-        parts.append(
-            f'<text x="{_n(left - 8)}" y="{_n(middle + 4)}" text-anchor="end">'
-            f"{escape(label)} (n={len(values)})</text>"
-            f'<line class="axis" x1="{_n(x(min(values)))}" y1="{_n(middle)}" '
-            f'x2="{_n(x(max(values)))}" y2="{_n(middle)}"/>'
-            f'<rect class="box {kind}" x="{_n(x(q1))}" y="{_n(middle - 10)}" '
-            f'width="{_n(max(1.0, x(q3) - x(q1)))}" height="20"/>'
-            f'<line class="median" x1="{_n(x(median))}" y1="{_n(middle - 10)}" '
-            f'x2="{_n(x(median))}" y2="{_n(middle + 10)}"/>'
-        )
-        for position, value in enumerate(values):
-            jitter = ((position * 0.6180339887) % 1.0 - 0.5) * 26.0
-            parts.append(
-                f'<circle class="pt {kind}" cx="{_n(x(value))}" cy="{_n(middle + jitter)}" '
-                f'r="3"><title>{escape(format_value(value, unit))}</title></circle>'
-            )
-        parts.append("</g>")
-    for budget in budgets:
-        bx = x(budget.limit)
-        fraction = (bx - left) / (width - left - right)
-        anchor = "start" if fraction < 0.2 else "end" if fraction > 0.8 else "middle"
-        parts.append(
-            f'<line class="budget" x1="{_n(bx)}" y1="{_n(top - 8)}" x2="{_n(bx)}" '
-            f'y2="{_n(axis_y)}"/>'
-            f'<text class="budget-label" x="{_n(bx)}" y="{_n(top - 11)}" text-anchor="{anchor}">'
-            f"budget {escape(_budget_label(budget))}</text>"
-        )
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def _score_point(test: TestRecord) -> tuple[float, float] | None:
-    """(mean completion tokens per scored sample, fraction correct)."""
-    if not test.scores:
-        return None
-    count = len(test.scores)
-    return (
-        sum(s.tokens for s in test.scores) / count,
-        sum(bool(s.correct) for s in test.scores) / count,
-    )
-
-
-def pareto_frontier(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
-    """The points no other point beats on both cost (lower) and accuracy (higher)."""
-    frontier: list[tuple[float, float]] = []
-    for cost, accuracy in sorted(points, key=lambda p: (p[0], -p[1])):
-        if not frontier or accuracy > frontier[-1][1]:
-            frontier.append((cost, accuracy))
-    return frontier
-
-
-def frontier_plot(
-    current: Sequence[tuple[str, tuple[float, float]]],
-    baseline: Sequence[tuple[str, tuple[float, float]]],
-) -> str:
-    """Accuracy against mean tokens, one numbered dot per test; the frontier as a line."""
-    if not current:
-        return ""
-    left, right, top, bottom, width, height = 56.0, 24.0, 28.0, 44.0, 760.0, 380.0
-    costs = [p[0] for _, p in (*current, *baseline)]
-    high = max(costs) * 1.1 if max(costs) > 0 else 1.0
-
-    def x(cost: float) -> float:
-        return left + cost / high * (width - left - right)
-
-    def y(accuracy: float) -> float:
-        return top + (1.0 - accuracy) * (height - top - bottom)
-
-    title = "Accuracy-cost frontier"
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_n(width)}" height="{_n(height)}" '
-        f'viewBox="0 0 {_n(width)} {_n(height)}" role="img" class="ib-plot ib-frontier" '
-        f'aria-label="{title}"><title>{title}</title>'
-        f'<text x="{_n(left)}" y="14" font-weight="600">{title}</text>'
-    ]
-    for tick in nice_ticks(0.0, 1.0):
-        parts.append(
-            f'<line class="grid" x1="{_n(left)}" y1="{_n(y(tick))}" x2="{_n(width - right)}" '
-            f'y2="{_n(y(tick))}"/><text x="{_n(left - 6)}" y="{_n(y(tick) + 4)}" '
-            f'text-anchor="end">{tick:g}</text>'
-        )
-    for tick in nice_ticks(0.0, high):
-        parts.append(
-            f'<text x="{_n(x(tick))}" y="{_n(height - bottom + 16)}" text-anchor="middle">'
-            f"{escape(_tick_label(tick))}</text>"
-        )
-    parts.append(
-        f'<line class="axis" x1="{_n(left)}" y1="{_n(height - bottom)}" '
-        f'x2="{_n(width - right)}" y2="{_n(height - bottom)}"/>'
-        f'<line class="axis" x1="{_n(left)}" y1="{_n(top)}" x2="{_n(left)}" '
-        f'y2="{_n(height - bottom)}"/>'
-        f'<text x="{_n(width - right)}" y="{_n(height - 8)}" text-anchor="end">'
-        "mean completion tokens per scored sample</text>"
-        f'<text transform="translate(14 {_n((top + height - bottom) / 2)}) rotate(-90)" '
-        'text-anchor="middle">accuracy (fraction correct)</text>'
-    )
-    frontier = pareto_frontier([p for _, p in current])
-    if len(frontier) > 1:
-        path = " ".join(f"{_n(x(c))},{_n(y(a))}" for c, a in frontier)
-        parts.append(f'<polyline class="frontier" points="{path}"/>')
-    for kind, points in (("baseline", baseline), ("current", current)):
-        for number, (name, (cost, accuracy)) in enumerate(points, 1):
-            tip = f"{name}: {accuracy:.1%} correct, {cost:.1f} tokens" + (
-                " (baseline)" if kind == "baseline" else ""
-            )
-            parts.append(
-                f'<g><circle class="dot {kind}" cx="{_n(x(cost))}" cy="{_n(y(accuracy))}" '
-                f'r="5"><title>{escape(tip)}</title></circle>'
-                f'<text x="{_n(x(cost) + 7)}" y="{_n(y(accuracy) - 6)}">{number}</text></g>'
-            )
-    parts.append("</svg>")
-    return "".join(parts)
-
-
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], classes: Sequence[str]) -> str:
     """A table of escaped text; ``classes`` styles each row's last cell (a verdict)."""
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    head = "".join(
+        f'<th class="num">{escape(h)}</th>' if h in NUMERIC_COLUMNS else f"<th>{escape(h)}</th>"
+        for h in header
+    )
     body = []
     for row, css in zip(rows, classes, strict=True):
-        cells = [f"<td>{escape(c)}</td>" for c in row[:-1]]
+        cells = [
+            f'<td class="num">{escape(c)}</td>' if h in NUMERIC_COLUMNS else f"<td>{escape(c)}</td>"
+            for h, c in zip(header, row[:-1], strict=False)
+        ]
         cells.append(f'<td class="{escape(css)}">{escape(row[-1])}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
@@ -320,7 +163,12 @@ def _outputs(test: TestRecord) -> str:
     )
 
 
-def _test_section(index: int, test: TestRecord, baseline: TestRecord | None) -> str:
+def _test_section(
+    index: int,
+    test: TestRecord,
+    baseline: TestRecord | None,
+    changes: Mapping[str, MetricChange] | None = None,
+) -> str:
     parts = [
         f'<section class="test" id="test-{index}"><h3>{escape(test.nodeid)}'
         + (
@@ -338,7 +186,7 @@ def _test_section(index: int, test: TestRecord, baseline: TestRecord | None) -> 
                 [b.verdict for b in test.budgets],
             )
         )
-        reasons = [b for b in test.budgets if b.verdict != "pass" and b.reason]
+        reasons = [b for b in test.budgets if shows_reason(b)]
         if reasons:
             parts.append(
                 "<ul>"
@@ -350,8 +198,11 @@ def _test_section(index: int, test: TestRecord, baseline: TestRecord | None) -> 
         if baseline is not None:
             rows.append(("baseline", [v for t in baseline.traces if (v := read(t)) is not None]))
         rows.append(("current", [v for t in test.traces if (v := read(t)) is not None]))
+        if key == "ttfat_ms" and not any(values for _, values in rows):
+            continue  # no request reasoned: nothing to draw beside TTFT
         budgets = [b for b in test.budgets if b.key == key and math.isfinite(b.limit)]
-        parts.append(strip_plot(title, rows, budgets, "ms"))
+        change = (changes or {}).get(key) if baseline is not None else None
+        parts.append(strip_plot(title, rows, budgets, "ms", change))
     parts.append(load_sections(test))
     parts.append(_outputs(test))
     parts.append("</section>")
@@ -370,19 +221,48 @@ def _comparison_section(comparison: Comparison, title: str = "") -> str:
     )
 
     rows = comparison_rows(comparison, grouped=True)
-    verdicts = [c.verdict for c in comparison.changes]
     parts = [
         f"<h2>{escape(title or 'Comparison with baseline run ' + comparison.baseline_run_id)}</h2>",
         f'<p class="{"regression" if comparison.regressions else ""}">'
         f"{escape(summary_line(comparison))}</p>",
     ]
     if rows:
-        parts.append(_table(COMPARISON_HEADER, rows, verdicts))
+        parts.append(_comparison_table(COMPARISON_HEADER, rows, comparison))
     for label, nodeids in (("Added", comparison.added), ("Removed", comparison.removed)):
         if nodeids:
             items = "".join(f"<li>{escape(n)}</li>" for n in nodeids)
             parts.append(f"<p>{label} tests:</p><ul>{items}</ul>")
     return "".join(parts)
+
+
+def _comparison_table(
+    header: Sequence[str], rows: Sequence[Sequence[str]], comparison: Comparison
+) -> str:
+    """One row group (``tbody``) per test, its metrics beneath; numbers right-aligned and
+    unwrapped; the p cell's tooltip says what judged the change and why."""
+    head = "".join(
+        f'<th class="num">{escape(h)}</th>' if h in NUMERIC_COLUMNS else f"<th>{escape(h)}</th>"
+        for h in header
+    )
+    groups, row_iter = [], iter(rows)
+    for test in comparison.tests:
+        body = []
+        for change, row in zip(test.changes, row_iter, strict=False):
+            cells = []
+            for name, cell in zip(header, row, strict=True):
+                if name == "verdict":
+                    cells.append(f'<td class="{escape(change.verdict)}">{escape(cell)}</td>')
+                elif name == "p":
+                    tip = f"judged by {change.method}" + (
+                        f": {change.detail}" if change.detail else ""
+                    )
+                    cells.append(f'<td class="num" title="{escape(tip)}">{escape(cell)}</td>')
+                else:
+                    css = ' class="num"' if name in NUMERIC_COLUMNS else ""
+                    cells.append(f"<td{css}>{escape(cell)}</td>")
+            body.append("<tr>" + "".join(cells) + "</tr>")
+        groups.append(f'<tbody class="group">{"".join(body)}</tbody>')
+    return f'<table class="grouped"><thead><tr>{head}</tr></thead>{"".join(groups)}</table>'
 
 
 def _definition_list(pairs: Sequence[tuple[str, str]]) -> str:
@@ -405,12 +285,18 @@ def render_html(
     comparison: Comparison | None,
     baseline: dict[str, Any] | None = None,
     history: Sequence[Series] = (),
+    history_note: str = "",
 ) -> str:
-    """The page: run description and totals, comparison, frontier, every test, and the
-    history of saved runs on this hardware key when given."""
+    """The page: run description and totals, comparison, frontier, every test (its
+    latency beside the baseline's, with the comparison's change, when ``baseline`` is the
+    compared run), and the history of saved runs on this hardware key when given
+    (``history_note`` names the saved runs it could not read)."""
     record = parse_run(run)
     base_record: RunRecord | None = parse_run(baseline) if baseline is not None else None
     base_tests = {t.nodeid: t for t in base_record.tests} if base_record else {}
+    changes: dict[str, dict[str, MetricChange]] = {}
+    for change in comparison.changes if comparison is not None else ():
+        changes.setdefault(change.nodeid, {})[change.metric] = change
     title = f"pytest-inferbudget run {record.run_id}"
     body = [f"<h1>{escape(title)}</h1>", _definition_list(describe_run(record))]
     from pytest_inferbudget.report.attention import attention_lines
@@ -425,13 +311,18 @@ def render_html(
     if record.ab_comparison is not None:
         ab = record.ab_comparison
         body.append(_comparison_section(ab, f"Interleaved A/B: {ab.baseline_label}"))
-    scored = [(t.nodeid, p) for t in record.tests if (p := _score_point(t)) is not None]
+    if record.sweep is not None:
+        from pytest_inferbudget.report.sweep import sweep_html
+
+        body.append(sweep_html(record.sweep))
+    scored = [point for test in record.tests for point in score_points(test)]
     if scored:
-        base_scored = [
-            (t.nodeid, p)
-            for nodeid, _ in scored
-            if (t := base_tests.get(nodeid)) is not None and (p := _score_point(t)) is not None
-        ]
+        base_points = dict(
+            point
+            for test in (base_record.tests if base_record else ())
+            for point in score_points(test)
+        )
+        base_scored = [(name, base_points[name]) for name, _ in scored if name in base_points]
         body.append("<h2>Accuracy and cost</h2>")
         body.append(frontier_plot(scored, base_scored))
         legend = [
@@ -441,19 +332,19 @@ def render_html(
         body.append(_table(("#", "test", "accuracy", "mean tokens"), legend, ["num"] * len(legend)))
     body.append("<h2>Tests</h2>")
     body.append('<button type="button" id="ib-toggle">Expand all outputs</button>')
-    calm = [i for i, t in enumerate(record.tests) if _calm(t, first)]
-    body += [
-        _test_section(index, test, base_tests.get(test.nodeid))
+    sections = {
+        index: _test_section(index, test, base_tests.get(test.nodeid), changes.get(test.nodeid))
         for index, test in enumerate(record.tests)
-        if index not in calm
-    ]
+    }
+    calm = [i for i, t in enumerate(record.tests) if _calm(t, first)]
+    body += [section for index, section in sections.items() if index not in calm]
     if calm:  # passed, nothing to look at: collapsed
         body.append(f"<details><summary>{len(calm)} test(s) passed with nothing to note</summary>")
-        body += [
-            _test_section(i, record.tests[i], base_tests.get(record.tests[i].nodeid)) for i in calm
-        ]
+        body += [sections[i] for i in calm]
         body.append("</details>")
     body.append(history_section(history, highlight=record.run_id))
+    if history_note:
+        body.append(f'<p class="fail">{escape(history_note)}</p>')
     return _page(title, body)
 
 

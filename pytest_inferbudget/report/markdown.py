@@ -12,7 +12,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from pytest_inferbudget.records import BudgetResult, RunRecord, TestRecord
-from pytest_inferbudget.report.terminal import format_interval, format_limit, format_value
+from pytest_inferbudget.report.terminal import (
+    format_interval,
+    format_limit,
+    format_value,
+    shows_reason,
+)
 from pytest_inferbudget.vocabulary import Verdict
 
 if TYPE_CHECKING:
@@ -126,11 +131,16 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return lines
 
 
-def render_markdown(run: dict[str, Any], comparison: Comparison | None) -> str:
-    """The run's budgets per test, its comparison with a baseline when given, and totals."""
+def render_markdown(run: dict[str, Any], comparison: Comparison | None, html_link: str = "") -> str:
+    """The run's budgets per test, its comparison with a baseline when given, and totals;
+    sized for a CI step summary, with a link to the HTML report (plots, outputs, history)
+    when one was written."""
     record = parse_run(run)
     lines = ["## pytest-inferbudget", ""]
     lines += [f"- **{label}:** {escape_markdown(value)}" for label, value in describe_run(record)]
+    if html_link:
+        target = html_link.replace(" ", "%20").replace(")", "%29")
+        lines.append(f"- **full report:** [HTML, with plots and outputs]({target})")
     lines.append("")
     from pytest_inferbudget.report.attention import attention_lines
 
@@ -148,6 +158,10 @@ def render_markdown(run: dict[str, Any], comparison: Comparison | None) -> str:
         if compared is not None:
             lines += _comparison_section(title, compared)
             regressed |= {c.nodeid for c in compared.regressions}
+    if record.sweep is not None:
+        from pytest_inferbudget.report.sweep import sweep_markdown
+
+        lines += sweep_markdown(record.sweep)
     budgeted = [t for t in record.tests if t.budgets]
     if budgeted:
         lines += ["### Budgets", ""]
@@ -159,7 +173,7 @@ def render_markdown(run: dict[str, Any], comparison: Comparison | None) -> str:
             [budget_cells(b) for b in test.budgets],
         )
         lines.append("")
-        reasons = [b for b in test.budgets if b.verdict != "pass" and b.reason]
+        reasons = [b for b in test.budgets if shows_reason(b)]
         lines += [f"- {escape_markdown(b.key)}: {escape_markdown(b.reason)}" for b in reasons]
         if reasons:
             lines.append("")

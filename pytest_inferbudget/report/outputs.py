@@ -7,6 +7,7 @@ still written, so nothing recorded is lost to one bad figure or one full disk.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -103,11 +104,15 @@ def write_outputs(
     data = finalize(run)
     writers: list[tuple[Path | None, str, Callable[[Path], None]]] = [
         (settings.json_path, "report", lambda path: write_json_atomic(path, data)),
-        (settings.markdown_path, "report", lambda path: _markdown(path, data, run.comparison)),
+        (
+            settings.markdown_path,
+            "report",
+            lambda path: _markdown(path, data, run.comparison, settings),
+        ),
         (
             settings.html_path,
             "report",
-            lambda path: _html(path, data, run.comparison, settings.storage),
+            lambda path: _html(path, data, run.comparison, baseline, settings.storage, outputs),
         ),
     ]
     if settings.saves:
@@ -246,37 +251,65 @@ def write_cassette(path: Path, run: RunRecord) -> list[str]:
     return [f"cassette of {len(responses)} request(s) written to {path}"]
 
 
-def _markdown(path: Path, data: dict[str, Any], comparison: Comparison | None) -> None:
+def _markdown(
+    path: Path, data: dict[str, Any], comparison: Comparison | None, settings: Settings
+) -> None:
     from pytest_inferbudget.report.markdown import render_markdown
 
-    write_text_atomic(path, render_markdown(data, comparison))
+    write_text_atomic(path, render_markdown(data, comparison, html_link(path, settings)))
 
 
-def _html(path: Path, data: dict[str, Any], comparison: Comparison | None, storage: Path) -> None:
+def html_link(markdown: Path, settings: Settings) -> str:
+    """Where the Markdown summary points for the full report: ``--inferbudget-html-url``
+    (a CI artifact's address), else the HTML file relative to the Markdown file."""
+    if settings.html_url:
+        return settings.html_url
+    if settings.html_path is None:
+        return ""
+    return os.path.relpath(settings.html_path.resolve(), markdown.resolve().parent)
+
+
+def _html(
+    path: Path,
+    data: dict[str, Any],
+    comparison: Comparison | None,
+    baseline: dict[str, Any] | None,
+    storage: Path,
+    outputs: RunOutputs,
+) -> None:
     from pytest_inferbudget.report.html import render_html
 
-    write_text_atomic(path, render_html(data, comparison, history=_history(data, storage)))
+    series, note = _history(data, storage)
+    if note:
+        outputs.lines.append(note)
+    write_text_atomic(path, render_html(data, comparison, baseline, series, note))
 
 
-def _history(data: dict[str, Any], storage: Path) -> list[Any]:
+def _history(data: dict[str, Any], storage: Path) -> tuple[list[Any], str]:
     """This run's metrics over the saved runs of its hardware key (itself included, once),
-    for the HTML report's History section; unreadable runs are left out (``inferbudget
-    history`` names them)."""
+    for the HTML report's History section, and a note naming the saved runs that could
+    not be read (left out, never silently)."""
     from pytest_inferbudget.compare import hardware_key
     from pytest_inferbudget.records import RunRecord
     from pytest_inferbudget.report.history import history_series
     from pytest_inferbudget.storage import load_run, saved_runs
 
-    runs = []
-    for saved in saved_runs(storage, hardware_key(data))[-50:]:
+    runs, broken = [], []
+    for saved in saved_runs(storage, hardware_key(data))[-HISTORY_RUNS:]:
         try:
             runs.append(RunRecord.from_dict(load_run(saved)))
-        except (InferBudgetError, ValueError):
-            continue
+        except (InferBudgetError, ValueError, KeyError, TypeError) as exc:
+            broken.append(f"{saved}: {exc}")
+    note = f"history: left out {len(broken)} unreadable run(s): {'; '.join(broken)}"
     if not runs:
-        return []
+        return [], note if broken else ""
     current = RunRecord.from_dict(data)
-    return history_series([r for r in runs if r.run_id != current.run_id] + [current])
+    series = history_series([r for r in runs if r.run_id != current.run_id] + [current])
+    return series, note if broken else ""
+
+
+HISTORY_RUNS = 50
+"""Saved runs the HTML report's History section reads, the latest first."""
 
 
 __all__ = [

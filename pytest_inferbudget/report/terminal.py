@@ -44,6 +44,16 @@ def format_interval(result: BudgetResult) -> str:
     return f"[{low}, {high}] @{result.confidence:.0%}"
 
 
+NOTED_KEYS = ("spec_acceptance_rate", "spec_accept_length")
+"""Keys whose reason is a note shown on a pass too (what the i.i.d. model expects)."""
+
+
+def shows_reason(result: BudgetResult) -> bool:
+    """A failed or unsure budget's reason, or a noted key's note."""
+    noted = result.key.startswith(NOTED_KEYS)
+    return bool(result.reason) and (result.verdict != Verdict.PASS or noted)
+
+
 def budget_rows(results: Sequence[BudgetResult]) -> list[tuple[str, ...]]:
     return [
         (
@@ -101,7 +111,8 @@ def summary_lines(run: RunRecord) -> list[str]:
         f"{test.nodeid} {b.key}: {b.verdict}: {b.reason}"
         for test in budgeted
         for b in test.budgets
-        if b.verdict in (Verdict.INCONCLUSIVE, Verdict.UNMEASURED) and b.reason
+        if (b.verdict in (Verdict.INCONCLUSIVE, Verdict.UNMEASURED) and b.reason)
+        or (b.verdict is Verdict.PASS and shows_reason(b))
     ]
     lines += _uncontained(run)
     lines += _saturation(run)

@@ -172,7 +172,7 @@ def test_the_efficiency_suite_example_passes_on_llamacpp(
 def test_the_strategy_examples_pass_on_llamacpp(
     pytester: pytest.Pytester, llamacpp_server: str
 ) -> None:
-    report = run_examples(pytester, llamacpp_server, "test_strategies.py", passed=3)
+    report = run_examples(pytester, llamacpp_server, "test_strategies.py", passed=4)
     assert {g["token_source"] for g in generations(report)} == {"tokenizer"}
     consistency = next(t for t in report["tests"] if "self_consistency" in t["nodeid"])
     # three votes per sum, each its own stream on a server that ignores n

@@ -8,6 +8,7 @@ answers can be compared token for token (see tests/engines/test_vllm.py).
 from __future__ import annotations
 
 import json
+import math
 import socket
 import sys
 import threading
@@ -160,6 +161,26 @@ def test_prefill_and_logprobs(http_engine: OpenAIEngine, smollm_engine: Engine) 
         assert g.mean_logprob is not None and t.mean_logprob is not None
         assert g.mean_logprob == pytest.approx(t.mean_logprob, abs=1e-3)
     assert not ours[0].text.startswith("The answer is")
+
+
+def test_top_logprobs_on_both_endpoints(http_engine: OpenAIEngine, smollm_engine: Engine) -> None:
+    """``top_logprobs=k`` sent as each API asks (chat: ``logprobs: true, top_logprobs: k``;
+    completions: ``logprobs: k``) comes back as the transformers engine computes it."""
+    requests = [
+        Request(CAPITAL, max_new_tokens=4, top_logprobs=3),
+        Request("The capital of France is", chat=False, max_new_tokens=3, top_logprobs=3),
+    ]
+    ours = http_engine.generate(requests)
+    reference = [smollm_engine.generate([r])[0] for r in requests]
+    for mine, theirs in zip(ours, reference, strict=True):
+        g, t = mine.generations[0], theirs.generations[0]
+        assert g.top_logprobs is not None and t.top_logprobs is not None
+        assert len(g.top_logprobs) == len(t.top_logprobs) == g.completion_tokens
+        for position, expected in zip(g.top_logprobs, t.top_logprobs, strict=True):
+            assert len(position) == 3 and position[0][0] == expected[0][0]
+            assert [lp for _, lp in position] == pytest.approx([lp for _, lp in expected], abs=1e-3)
+        assert g.entropy_source == "top_k" and g.first_token_entropy is not None
+        assert 0 <= g.first_token_entropy <= math.log(3)
 
 
 def test_describe_reports_the_server(http_engine: OpenAIEngine) -> None:

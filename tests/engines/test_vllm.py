@@ -90,6 +90,25 @@ def test_greedy_tokens_and_text_equal_the_transformers_engine(
     assert mine_raw.completion_tokens == 4
 
 
+def test_top_logprobs_equal_the_transformers_engine_and_entropy_is_top_k(
+    vllm_engine: VllmEngine, float32_engine: Engine
+) -> None:
+    from pytest_inferbudget.metrics import top_k_entropy
+
+    request = Request("What is 2 + 3?", max_new_tokens=6, top_logprobs=5)
+    (ours,), (reference,) = vllm_engine.generate([request]), float32_engine.generate([request])
+    g, t = ours.generations[0], reference.generations[0]
+    assert g.top_logprobs is not None and t.top_logprobs is not None
+    assert len(g.top_logprobs) == len(t.top_logprobs) == g.completion_tokens
+    for mine, theirs in zip(g.top_logprobs, t.top_logprobs, strict=True):
+        assert [token for token, _ in mine][:2] == [token for token, _ in theirs][:2]
+        assert [lp for _, lp in mine] == pytest.approx([lp for _, lp in theirs], abs=1e-3)
+    # vLLM lists only the top k: the entropy of those k renormalised, not the whole one's
+    assert g.entropy_source == "top_k" and t.entropy_source == "full"
+    first = [lp for _, lp in t.top_logprobs[0]]
+    assert g.first_token_entropy == pytest.approx(top_k_entropy(first), abs=1e-3)
+
+
 def test_completion_tokens_count_the_eos_token(vllm_engine: VllmEngine) -> None:
     g = vllm_engine.generate([Request(CAPITAL, max_new_tokens=32)])[0].generations[0]
     assert g.finish_reason == "stop"

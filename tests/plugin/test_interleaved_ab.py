@@ -75,7 +75,7 @@ def test_the_same_engine_interleaved_passes_and_a_slower_one_fails_the_gate(
     slower.stdout.fnmatch_lines(
         [
             f"*inferbudget: {B_SPEC} (B) regressed against A:",
-            "*::test_requests ms_per_request: * -> * (+*%, threshold 50%, n 10 vs 10, p *"
+            "*::test_requests ms_per_request: * -> * (+*%*, threshold 50%, n 10 vs 10, p *"
             "(paired), regression)*",
         ]
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import time
 import xml.etree.ElementTree as ET
@@ -120,10 +121,10 @@ def test_same_code_twice_shows_no_regression_and_a_slowdown_is_caught(
     slow.stdout.fnmatch_lines(
         [
             "inferbudget: regression against baseline base (*",
-            "*::test_many_requests ms_per_request: * -> * (+*%, threshold 100%, *regression)*",
+            "*::test_many_requests ms_per_request: * -> * (+*%*, threshold 100%, *regression)*",
             "*test_many_requests  ms_per_request *+*%*100% gate*REGRESSION (gated)",
             "inferbudget: ERROR gate failed (--inferbudget-compare-fail):",
-            "  *::test_many_requests ms_per_request: * -> * (+*%, threshold 100%, *regression)*",
+            "  *::test_many_requests ms_per_request: * -> * (+*%*, threshold 100%, *regression)*",
         ]
     )
     report = json.loads((pytester.path / "run.json").read_text())
@@ -132,8 +133,12 @@ def test_same_code_twice_shows_no_regression_and_a_slowdown_is_caught(
     }
     assert verdicts["ms_per_request"] == "regression"
     assert verdicts["tokens_per_request"] == "exact-equal"
-    assert "ms\\_per\\_request" in (pytester.path / "summary.md").read_text()
-    assert "<svg" in (pytester.path / "report.html").read_text()
+    summary = (pytester.path / "summary.md").read_text()
+    assert "ms\\_per\\_request" in summary
+    assert "[HTML, with plots and outputs](report.html)" in summary
+    html = (pytester.path / "report.html").read_text()
+    assert "baseline (n=" in html and "current (n=" in html  # the baseline's requests beside
+    assert re.search(r'class="change regression"[^>]*>change \+\d', html)
     assert len(saved(pytester)) == 1, "compare alone must not save"
 
 

@@ -111,7 +111,7 @@ def test_example_suite_passes_as_the_readme_runs_it(pytester: pytest.Pytester) -
         "example-report.json",
         timeout=1800,  # a busy 2-core CI machine: the suite's own time, several times over
     )
-    result.assert_outcomes(passed=13, xfailed=2)
-    result.stdout.fnmatch_lines(["*= inferbudget =*", "*budget(s) in 15 test(s)*"])
+    result.assert_outcomes(passed=14, xfailed=2)
+    result.stdout.fnmatch_lines(["*= inferbudget =*", "*budget(s) in 16 test(s)*"])
     assert (pytester.path / "example-report.json").is_file()
     assert sys.executable  # the subprocess ran under this interpreter

@@ -479,3 +479,19 @@ def test_history_needs_three_runs_of_the_test() -> None:
     comparison = compare_runs(history[-1], _session(9, 1.3), resamples=0, history=history)
     ms = next(c for c in comparison.changes if c.metric == "ms_per_request")
     assert ms.history_runs == 0 and ms.method == "paired"
+
+
+def test_a_past_step_in_the_history_does_not_hide_a_later_change() -> None:
+    """Eight quiet runs with a 2x step after the fourth (an old, accepted slowdown): the
+    standard deviation of those runs would allow about +-170%, the successive differences
+    a few percent, so a new 40% slowdown is still called."""
+    from pytest_inferbudget.compare.history import run_to_run_spread
+
+    history = [_session(j, 1.0 if j < 4 else 2.0) for j in range(8)]
+    slower = _session(50, 2.0, slowdown=1.4)
+    comparison = compare_runs(history[-1], slower, resamples=0, history=history)
+    ms = next(c for c in comparison.changes if c.metric == "ms_per_request")
+    assert ms.verdict == "regression" and ms.history_runs == 8, ms
+    medians = [1.0, 1.01, 0.99, 1.0, 2.0, 2.02, 1.98, 2.0]
+    allowed = run_to_run_spread(medians, 0.05)
+    assert allowed is not None and allowed < 0.1, allowed

@@ -203,3 +203,46 @@ class TimedCounterDevice(RecordedNvmlDevice):
     def total_energy_mj(self) -> int:
         steps = int((time.perf_counter() - self._t0) / self._period_s)
         return 1_000_000 + steps * self._step_mj
+
+
+class SimulatedClock:
+    """Test double for the clock the NVML meter reads (``perf_counter_ns``): time moves
+    only when a test advances it, or by ``tick_s`` at every read (to let the meter's
+    update-period probe poll), so a counter stepping every 100 ms meets engine calls of
+    exactly 0.1 s."""
+
+    def __init__(self, tick_s: float = 0.0) -> None:
+        self.ns = 0
+        self.tick_s = tick_s
+
+    def __call__(self) -> int:
+        self.ns += round(self.tick_s * 1e9)
+        return self.ns
+
+    def advance(self, seconds: float) -> None:
+        self.ns += round(seconds * 1e9)
+
+
+class SteppingCounterDevice(RecordedNvmlDevice):
+    """Test double for a GPU whose energy counter steps every ``period_s`` of a
+    :class:`SimulatedClock` by ``watts x period_s`` (NVML updates it every 20-100 ms),
+    starting ``phase_s`` into a period; its power reads ``watts``."""
+
+    def __init__(
+        self,
+        clock: SimulatedClock,
+        *,
+        period_s: float = 0.1,
+        watts: float = 200.0,
+        phase_s: float = 0.0,
+        **options: object,
+    ) -> None:
+        super().__init__(energy_mj=[0], power_mw=[int(watts * 1000)], **options)  # type: ignore[arg-type]
+        self._clock = clock
+        self._period_ns = round(period_s * 1e9)
+        self._phase_ns = round(phase_s * 1e9)
+        self._step_mj = round(watts * period_s * 1000)
+
+    def total_energy_mj(self) -> int:
+        self.energy_reads += 1
+        return 5_000_000 + (self._clock.ns + self._phase_ns) // self._period_ns * self._step_mj

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import re
 import subprocess
+from html import escape
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,9 @@ from pytest_inferbudget.records import (
     BudgetResult,
     Score,
 )
-from pytest_inferbudget.report.html import pareto_frontier, render_html
+from pytest_inferbudget.report.html import render_html
 from pytest_inferbudget.report.markdown import escape_markdown, render_markdown
+from pytest_inferbudget.report.plots import pareto_frontier
 from pytest_inferbudget.vocabulary import Verdict
 from tests.unit.runs import XSS, make_run, make_test
 
@@ -110,6 +112,35 @@ def test_html_has_svg_plots_frontier_and_escaped_outputs() -> None:
     assert "Comparison" not in plain and "baseline (n=" not in plain
 
 
+def test_html_plots_the_comparisons_change_with_its_interval_beside_the_baseline() -> None:
+    baseline, current = report_run("base"), report_run("current", slowdown=1.4)
+    comparison = compare_runs(baseline, current, thresholds={"ms_per_request": 0.1})
+    change = next(
+        c
+        for c in comparison.changes
+        if c.nodeid == "t.py::test_fast[a|b]" and c.metric == "ms_per_request"
+    )
+    assert change.ci_low is not None and change.ci_high is not None
+    page = render_html(current, comparison, baseline)
+    section = page[page.index("<h3>t.py::test_fast[a|b]") :]
+    plot = section[: section.index("</svg>")]
+    caption = re.search(r'<text class="change regression"[^>]*>([^<]*)</text>', plot)
+    assert caption is not None, plot[:600]
+    interval = f"[{change.ci_low:+.1%}, {change.ci_high:+.1%}]"
+    assert f"change {change.relative_change:+.1%} {interval} vs baseline" in caption.group(1)
+    assert "REGRESSION (gated)" in caption.group(1)
+    bar = re.search(r'<g class="interval"><line x1="([\d.]+)"[^>]*x2="([\d.]+)"', plot)
+    assert bar is not None and float(bar.group(1)) <= float(bar.group(2))  # exact 1.4x here
+    # without the baseline's samples there is nothing to set the change beside
+    assert 'class="change' not in render_html(current, comparison)
+
+
+def test_markdown_links_the_html_report() -> None:
+    text = render_markdown(report_run(), None, "reports/run 1.html")
+    assert "- **full report:** [HTML, with plots and outputs](reports/run%201.html)" in text
+    assert "full report" not in render_markdown(report_run(), None)
+
+
 CHROMIUM = Path("/usr/bin/chromium")
 
 
@@ -166,3 +197,46 @@ def test_html_renders_in_headless_chromium_without_script_errors(tmp_path: Path)
     assert shot.returncode == 0, shot.stderr[-2000:]
     data = screenshot.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 20_000
+
+
+def test_html_history_names_the_saved_runs_it_could_not_read(tmp_path: Path) -> None:
+    from pytest_inferbudget.compare import hardware_key
+    from pytest_inferbudget.report.outputs import RunOutputs, _html
+    from pytest_inferbudget.storage import save_run
+
+    older, current = report_run("older"), report_run("current")
+    key = hardware_key(current)
+    save_run(tmp_path, key, older, "older")
+    broken = tmp_path / key / "20260101T000001Z_broken.json"
+    broken.write_text("{ not json", "utf-8")
+    outputs = RunOutputs()
+    _html(tmp_path / "r.html", current, None, None, tmp_path, outputs)
+    page = (tmp_path / "r.html").read_text("utf-8")
+    assert "<h2>History" in page  # the readable run and this one
+    [note] = outputs.lines
+    assert note.startswith("history: left out 1 unreadable run(s): ") and broken.name in note
+    assert escape(note) in page
+
+
+def test_cli_report_draws_the_baseline_its_saved_comparison_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_inferbudget.cli import main
+    from pytest_inferbudget.compare import hardware_key
+    from pytest_inferbudget.storage import save_run
+
+    baseline, current = report_run("base"), report_run("current", slowdown=1.4)
+    current["comparison"] = compare_runs(baseline, current).to_dict()
+    key = hardware_key(current)
+    save_run(tmp_path, key, baseline, "base")
+    save_run(tmp_path, key, current, "current")
+    html, md = tmp_path / "r.html", tmp_path / "out" / "r.md"
+    args = ["report", "current", "--storage", str(tmp_path), "--html", str(html)]
+    assert main([*args, "--md", str(md)]) == 0
+    assert "baseline (n=12)" in html.read_text("utf-8")
+    assert "[HTML, with plots and outputs](../r.html)" in md.read_text("utf-8")
+    (tmp_path / key).joinpath(next(p.name for p in (tmp_path / key).glob("*_base.json"))).unlink()
+    capsys.readouterr()
+    assert main(args) == 0  # the baseline is gone: drawn without it, and said so
+    assert "baseline not drawn:" in capsys.readouterr().err
+    assert "baseline (n=" not in html.read_text("utf-8")

@@ -60,6 +60,10 @@ def test_the_report_shows_failure_regression_passed_frontier_and_history(
     assert "REGRESSION (gated) t.py::test_fast" in needs  # the regression
     assert "passed with nothing to note</summary>" in dom  # a passed test, collapsed
     assert "Accuracy and cost" in dom and 'class="frontier"' in dom  # the frontier
+    fast = dom[dom.index("<h3>t.py::test_fast") :]
+    assert fast.index("baseline (n=12)") < fast.index("current (n=12)")  # one axis, both runs
+    assert re.search(r'class="change regression"[^>]*>change \+60\.0%', fast)
+    assert '<g class="interval">' in fast  # the change's interval under the current row
     history_part = dom[dom.index("<h2>History") :]
     assert history_part.count("<svg") >= 4  # a chart per compared metric of test_a
     assert re.search(r"change point: \+(3[5-9]|4[0-5])%", history_part)  # six runs' step
