@@ -309,7 +309,7 @@ def _history(data: dict[str, Any], storage: Path) -> tuple[list[Any], str]:
 
 
 HISTORY_RUNS = 50
-"""Saved runs the HTML report's History section reads, the latest first."""
+"""How many of the latest saved runs the HTML report's History section reads."""
 
 
 __all__ = [
