@@ -19,10 +19,9 @@ One token is one streamed piece; usage counts them (per chunk when the request a
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -31,6 +30,7 @@ from pytest_inferbudget.engines import EngineSpec
 from pytest_inferbudget.engines.openai import OpenAIEngine
 from pytest_inferbudget.errors import EngineSpecError
 from pytest_inferbudget.records import Generation, Request
+from tests.engines.test_openai import StubServer
 
 REASONING = ["The", " user", " asks", " for", " France's", " capital", "."]
 ANSWER = ["Paris", "."]
@@ -39,33 +39,13 @@ PAUSE_S = 0.03
 PROMPT_TOKENS = 11
 
 
-class ReasoningServer:
-    """Streams OpenAI chat chunks: role, reasoning, answer, finish, usage, ``[DONE]``."""
+class ReasoningServer(StubServer):
+    """Streams OpenAI chat chunks: role, reasoning, answer, finish, usage, ``[DONE]``: the
+    test_openai stub server whose every request is answered by :meth:`answer`."""
 
     def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append(body)
-                server.answer(self, body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.http.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.http.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.http.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.http.shutdown()
-        self.http.server_close()
+        super().__init__()
+        self.behaviour = lambda handler: self.answer(handler, handler.body)  # type: ignore[attr-defined]
 
     def answer(self, handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
         mode = body["model"]
